@@ -1,0 +1,1 @@
+"""ghtrader-assets: Dagster assets for futures main-contract ticks and IBKR option bars."""

@@ -1,0 +1,1 @@
+"""Pure domain rules: no Dagster, no sockets, no environment reads."""

@@ -1,0 +1,1 @@
+"""Adapters to outside systems (QuestDB, TqSdk, IB Gateway, Parquet files); no Dagster imports."""
