@@ -1,0 +1,38 @@
+"""Operator commands: the demo run, the local QuestDB server, the simulators and the IBKR stages."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each command family lives in its own module exposing `register(subparsers)`; imported lazily so
+# `ghtrader-assets questdb ...` does not pay for tqsdk or ib_insync imports.
+COMMAND_MODULES = (
+    "ghtrader_assets.io.questdb_server",
+    "ghtrader_assets.ibkr_cli",
+    "ghtrader_assets.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ghtrader-assets", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

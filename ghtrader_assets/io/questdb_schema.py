@@ -1,0 +1,154 @@
+"""Every QuestDB table of the project: columns, designated timestamp, DEDUP keys, and their DDL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ghtrader_assets.domain.ticks import TICK_COLUMNS
+
+
+@dataclass(frozen=True)
+class Table:
+    """One WAL table partitioned by day on its designated timestamp `ts`, deduplicated on `dedup_keys`."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    dedup_keys: tuple[str, ...]
+    partition_by: str = "DAY"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    @property
+    def symbol_columns(self) -> tuple[str, ...]:
+        return tuple(name for name, kind in self.columns if kind == "SYMBOL")
+
+    def ddl(self) -> str:
+        cols = ",\n  ".join(f"{name} {kind}" for name, kind in self.columns)
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols}\n) TIMESTAMP(ts) PARTITION BY {self.partition_by} WAL\n"
+            f"DEDUP UPSERT KEYS({', '.join(self.dedup_keys)})"
+        )
+
+
+_TICK_VALUES = tuple((c, "DOUBLE") for c in TICK_COLUMNS)
+
+# ts is the tick time in microseconds (QuestDB's TIMESTAMP); datetime_ns keeps the exact nanoseconds.
+# seq separates ticks of one symbol that share a datetime_ns. trading_day is 00:00 UTC of the trading day.
+RAW_TICKS = Table(
+    "ghtrader_ticks_raw_v2",
+    (
+        ("symbol", "SYMBOL"),
+        ("ts", "TIMESTAMP"),
+        ("datetime_ns", "LONG"),
+        ("seq", "INT"),
+        ("trading_day", "TIMESTAMP"),
+        *_TICK_VALUES,
+        ("row_hash", "LONG"),
+    ),
+    ("ts", "symbol", "datetime_ns", "seq"),
+)
+
+MAIN_L5_TICKS = Table(
+    "ghtrader_ticks_main_l5_v2",
+    (
+        ("symbol", "SYMBOL"),
+        ("ts", "TIMESTAMP"),
+        ("datetime_ns", "LONG"),
+        ("seq", "INT"),
+        ("trading_day", "TIMESTAMP"),
+        *_TICK_VALUES,
+        ("underlying_contract", "SYMBOL"),
+        ("segment_id", "INT"),
+        ("schedule_hash", "LONG"),
+        ("row_hash", "LONG"),
+    ),
+    ("ts", "symbol", "datetime_ns", "seq"),
+)
+
+# Calendar days (ts = 00:00 UTC of the date) with whether the exchanges trade that day.
+TRADING_CALENDAR = Table(
+    "ghtrader_trading_calendar_v2",
+    (("ts", "TIMESTAMP"), ("trading", "BOOLEAN")),
+    ("ts",),
+    partition_by="YEAR",
+)
+
+# One row per variety and capture day: quote.trading_time as served, and normalised windows.
+SESSIONS = Table(
+    "ghtrader_sessions_v2",
+    (
+        ("variety", "SYMBOL"),
+        ("ts", "TIMESTAMP"),
+        ("trading_time_raw", "VARCHAR"),
+        ("day_windows", "VARCHAR"),
+        ("night_windows", "VARCHAR"),
+        ("has_night", "BOOLEAN"),
+        ("l5_depth", "BOOLEAN"),
+    ),
+    ("ts", "variety"),
+    partition_by="YEAR",
+)
+
+MAIN_SCHEDULE = Table(
+    "ghtrader_main_schedule_v2",
+    (
+        ("exchange", "SYMBOL"),
+        ("variety", "SYMBOL"),
+        ("ts", "TIMESTAMP"),
+        ("main_contract", "SYMBOL"),
+        ("segment_id", "INT"),
+        ("schedule_hash", "LONG"),
+        ("source", "SYMBOL"),
+    ),
+    ("ts", "exchange", "variety"),
+    partition_by="YEAR",
+)
+
+SYMBOL_DAY_INDEX = Table(
+    "ghtrader_symbol_day_index_v2",
+    (
+        ("symbol", "SYMBOL"),
+        ("ts", "TIMESTAMP"),
+        ("ticks_kind", "SYMBOL"),
+        ("rows_total", "LONG"),
+        ("first_datetime_ns", "LONG"),
+        ("last_datetime_ns", "LONG"),
+        ("l5_present", "BOOLEAN"),
+        ("row_hash_min", "LONG"),
+        ("row_hash_max", "LONG"),
+        ("row_hash_sum", "LONG"),
+        ("row_hash_sum_abs", "LONG"),
+        ("underlying_contract", "SYMBOL"),
+        ("updated_at", "TIMESTAMP"),
+    ),
+    ("ts", "symbol", "ticks_kind"),
+    partition_by="YEAR",
+)
+
+# A (symbol, trading day, kind) the provider answered empty for. `resolved` flips to true (by upsert)
+# once a later run finds data, so the record is never a permanent verdict.
+NO_DATA_DAYS = Table(
+    "ghtrader_no_data_days_v2",
+    (
+        ("symbol", "SYMBOL"),
+        ("ts", "TIMESTAMP"),
+        ("ticks_kind", "SYMBOL"),
+        ("reason", "VARCHAR"),
+        ("resolved", "BOOLEAN"),
+        ("updated_at", "TIMESTAMP"),
+    ),
+    ("ts", "symbol", "ticks_kind"),
+    partition_by="YEAR",
+)
+
+ALL_TABLES: tuple[Table, ...] = (
+    TRADING_CALENDAR,
+    SESSIONS,
+    MAIN_SCHEDULE,
+    RAW_TICKS,
+    MAIN_L5_TICKS,
+    SYMBOL_DAY_INDEX,
+    NO_DATA_DAYS,
+)

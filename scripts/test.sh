@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up everything, then run the whole test suite (extra arguments go to pytest).
+# The tests start their own QuestDB server and simulators on free local ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# Tests choose their own servers: never the developer's configured QuestDB.
+unset QUESTDB_HOST QUESTDB_HTTP_PORT QUESTDB_PG_PORT
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: failing" >&2
+  exit 1
+fi
+exit "$status"
