@@ -1,0 +1,144 @@
+"""The main-contract schedule: which contract is main on each trading day, grouped into segments.
+
+Sources produce a day -> contract mapping; `build_schedule` turns it into rows whose segment_id and
+schedule_hash depend only on the segment's own contract and first day, so extending the window by
+new days never changes the rows of days already scheduled.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+_VARIETY = re.compile(r"^(SHFE|DCE|CZCE|CFFEX|INE|GFEX)\.([A-Za-z]{1,4})$")
+_CONTRACT = re.compile(r"^(SHFE|DCE|CZCE|CFFEX|INE|GFEX)\.([A-Za-z]{1,4})(\d{3,4})$")
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be built from the given input."""
+
+
+def parse_variety(variety: str) -> tuple[str, str]:
+    """'SHFE.cu' -> ('SHFE', 'cu'); anything else (unknown exchange, metacharacters) is an error."""
+    m = _VARIETY.match(variety) if isinstance(variety, str) else None
+    if not m:
+        raise ScheduleError(f"not a futures variety of the form EXCHANGE.product (e.g. SHFE.cu): {variety!r}")
+    return m.group(1), m.group(2)
+
+
+def parse_contract(contract: str) -> tuple[str, str, str]:
+    """'SHFE.cu2403' -> ('SHFE', 'cu', '2403'); validated so it can be used in SQL and paths."""
+    m = _CONTRACT.match(contract) if isinstance(contract, str) else None
+    if not m:
+        raise ScheduleError(f"not a futures contract of the form EXCHANGE.productYYMM: {contract!r}")
+    return m.group(1), m.group(2), m.group(3)
+
+
+def main_symbol(variety: str) -> str:
+    """The continuous main series of a variety: 'SHFE.cu' -> 'KQ.m@SHFE.cu'."""
+    parse_variety(variety)
+    return f"KQ.m@{variety}"
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """One trading day of one variety's schedule."""
+
+    trading_day: date
+    main_contract: str
+    segment_id: int
+    schedule_hash: int
+
+
+def day_contracts_from_events(
+    days: Sequence[date], initial: str | None, events: Iterable[tuple[date, str]]
+) -> dict[date, str]:
+    """Expand change events (effective trading day, new main contract) to every day in `days`, as-of:
+    a day takes the latest event on or before it, so an event dated on a non-trading day still counts."""
+    ordered = sorted(events)
+    event_days = [d for d, _ in ordered]
+    out: dict[date, str] = {}
+    for day in days:
+        i = bisect.bisect_right(event_days, day)
+        contract = ordered[i - 1][1] if i else initial
+        if contract is None:
+            raise ScheduleError(f"no main contract known on or before {day}")
+        out[day] = contract
+    return out
+
+
+def day_contracts_from_change_points(days: Sequence[date], change_points: Iterable[tuple[date, str]]) -> dict[date, str]:
+    """The continuous table's change points, forward-filled; days before the first point are an error."""
+    return day_contracts_from_events(days, None, change_points)
+
+
+def day_contracts_from_open_interest(
+    days: Sequence[date], open_interest: Mapping[date, Mapping[str, float]]
+) -> dict[date, str]:
+    """The open-interest rule: the main contract switches on the next trading day after another,
+    later-delivery contract closes with more open interest; it never switches back to an earlier one."""
+    out: dict[date, str] = {}
+    current: str | None = None
+    pending: str | None = None
+    for day in days:
+        if pending is not None:
+            current, pending = pending, None
+        oi = open_interest.get(day) or {}
+        if current is None:
+            if not oi:
+                raise ScheduleError(f"no open interest on {day} to pick the first main contract")
+            current = max(sorted(oi), key=lambda c: oi[c])
+        out[day] = current
+        leader = max(sorted(oi), key=lambda c: oi[c]) if oi else current
+        if leader != current and _delivery(leader) > _delivery(current) and oi[leader] > oi.get(current, 0.0):
+            pending = leader
+    return out
+
+
+def _delivery(contract: str) -> str:
+    return parse_contract(contract)[2].rjust(4, "0")
+
+
+def build_schedule(variety: str, day_contracts: Mapping[date, str]) -> list[ScheduleRow]:
+    """Group consecutive days with the same contract into segments. segment_id is the segment's first
+    trading day as YYYYMMDD; schedule_hash is FNV-1a 64 of 'variety|contract|first day'."""
+    parse_variety(variety)
+    rows: list[ScheduleRow] = []
+    start: date | None = None
+    previous: str | None = None
+    for day in sorted(day_contracts):
+        contract = day_contracts[day]
+        parse_contract(contract)
+        if contract != previous:
+            start, previous = day, contract
+        assert start is not None
+        rows.append(ScheduleRow(day, contract, segment_id(start), schedule_hash(variety, contract, start)))
+    return rows
+
+
+def segment_id(first_day: date) -> int:
+    return first_day.year * 10000 + first_day.month * 100 + first_day.day
+
+
+def schedule_hash(variety: str, contract: str, first_day: date) -> int:
+    h = 0xCBF29CE484222325
+    for byte in f"{variety}|{contract}|{first_day.isoformat()}".encode():
+        h = ((h ^ byte) * 0x100000001B3) % 2**64
+    return h - 2**64 if h >= 2**63 else h
+
+
+def roll_days(rows: Sequence[ScheduleRow]) -> list[tuple[date, str]]:
+    """(first day, contract) of each segment, in order."""
+    out: list[tuple[date, str]] = []
+    for row in rows:
+        if not out or out[-1][1] != row.main_contract:
+            out.append((row.trading_day, row.main_contract))
+    return out
+
+
+def disagreements(a: Mapping[date, str], b: Mapping[date, str]) -> list[tuple[date, str | None, str | None]]:
+    """Days on which two sources name different main contracts (or only one names any)."""
+    return [(d, a.get(d), b.get(d)) for d in sorted(set(a) | set(b)) if a.get(d) != b.get(d)]
