@@ -1,0 +1,44 @@
+"""Configuration of the simulated IB Gateway: data universe, latency, pacing rules and injected faults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+DEFAULT_SYMBOLS: tuple[str, ...] = (
+    "AAPL", "MSFT", "SPY", "QQQ", "NVDA", "AMZN", "TSLA", "META", "GOOGL", "IWM", "AMD", "NFLX",
+)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything that shapes the simulator; the defaults behave like a healthy gateway with real IB limits."""
+
+    seed: int = 7
+    as_of: datetime | None = None  # simulated "now"; None follows the real clock
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 picks a free port
+    account: str = "DU1234567"
+    # data universe
+    illiquid_fraction: float = 0.1  # share of far-OTM options per (expiry, right) that never trade
+    weekly_expiries: int = 6  # weeklies are listed this many weeks ahead
+    monthly_expiries: int = 9  # monthlies (third Fridays) are listed this many months ahead
+    # latency and pacing
+    latency_s: float = 0.0  # delay before answering contract, chain and history requests
+    max_open: int = 50  # simultaneous open historical requests
+    identical_window_s: float = 15.0  # an identical historical request within this window is a violation
+    same_contract_window_s: float = 2.0
+    same_contract_max: int = 5  # more requests than this for one contract within the window is a violation
+    soft_rate_per_s: float | None = None  # historical requests per second over soft_window_s
+    soft_window_s: float = 1.0
+    # injected faults (request counts are historical requests, 1-based)
+    drop_after_requests: int | None = None  # after this many requests, close every client socket (once)
+    hang_conids: tuple[int, ...] = ()  # historical requests for these conIds are never answered
+    hang_requests: tuple[int, ...] = ()  # these historical requests are never answered
+    pacing_storm: tuple[int, int] | None = None  # (after N requests, answer the next M with pacing violations)
+    connectivity_blip: tuple[int, float] | None = None  # (after N requests send 1100, send 1102 after S seconds)
+
+    def now(self) -> datetime:
+        """The simulated current time (UTC)."""
+        return self.as_of.astimezone(UTC) if self.as_of else datetime.now(UTC)
