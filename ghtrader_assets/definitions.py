@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
+from ghtrader_assets.defs.futures import DEFAULT_VARIETIES, build_futures_defs
 from ghtrader_assets.defs.resources import questdb_from_env
+
+
+def configured_varieties() -> tuple[str, ...]:
+    """GHTRADER_VARIETIES (comma-separated, e.g. 'SHFE.cu,DCE.m'): the variety partitions."""
+    raw = os.environ.get("GHTRADER_VARIETIES", "")
+    return tuple(v.strip() for v in raw.split(",") if v.strip()) or DEFAULT_VARIETIES
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions.merge(
         dg.Definitions(resources={"questdb": questdb_from_env()}),
+        build_futures_defs(configured_varieties()),
     )

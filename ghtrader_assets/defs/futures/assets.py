@@ -1,0 +1,211 @@
+"""Futures chain assets: trading_days -> main_schedule -> underlying_ticks -> main_l5 -> day_index."""
+
+
+from datetime import date
+
+import dagster as dg
+
+from ghtrader_assets import futures_chain as chain
+from ghtrader_assets.defs.futures.partitions import TRADING_DAY, VarietyDay, variety_day_partitions, variety_partitions
+from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
+from ghtrader_assets.defs.resources import QuestDBResource
+from ghtrader_assets.domain.schedule import main_symbol
+from ghtrader_assets.domain.sessions import Sessions
+from ghtrader_assets.io import futures_store as store
+
+UNDERLYING_TICKS = dg.AssetKey("underlying_ticks")
+MAIN_L5 = dg.AssetKey("main_l5")
+DAY_INDEX = dg.AssetKey("day_index")
+INDEX_CHECK = "index_matches_stored"
+
+
+class ScheduleConfig(dg.Config):
+    rebuild: bool = False  # recompute every day instead of extending after the last scheduled day
+
+
+def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition]:
+    day_parts = variety_day_partitions(varieties)
+
+    @dg.asset(group_name="futures", kinds={"tqsdk", "questdb"})
+    def trading_days(
+        context: dg.AssetExecutionContext, tqsdk: TqSdkResource, questdb: QuestDBResource, futures: FuturesSettings
+    ) -> dg.MaterializeResult:
+        """The exchange calendar and each variety's sessions (quote.trading_time), stored in QuestDB;
+        adds one `trading_day` partition per trading day through the current one."""
+        with questdb.client() as qdb:
+            result = chain.refresh_calendar(tqsdk.client(), qdb, varieties, futures.start(), futures.clock())
+        known = list(context.instance.get_dynamic_partitions(TRADING_DAY.name))
+        wanted = [d.isoformat() for d in result.trading_days]
+        if known != wanted[: len(known)]:
+            # Dynamic partitions keep insertion order; re-add them all so key ranges stay in date order.
+            for key in known:
+                context.instance.delete_dynamic_partition(TRADING_DAY.name, key)
+            known = []
+        new = wanted[len(known) :]
+        if new:
+            context.instance.add_dynamic_partitions(TRADING_DAY.name, new)
+        context.log.info("calendar %s..%s: %d trading days from %s, %d new partitions, current trading day %s",
+                         result.calendar.first, result.calendar.last, len(wanted), futures.start(), len(new), result.current_day)
+        return dg.MaterializeResult(
+            metadata={
+                "trading_days": len(wanted),
+                "first_day": wanted[0] if wanted else "",
+                "last_day": wanted[-1] if wanted else "",
+                "current_trading_day": result.current_day.isoformat(),
+                "new_partitions": len(new),
+                "calendar_range": f"{result.calendar.first}..{result.calendar.last}",
+                "sessions": dg.MetadataValue.json(result.sessions),
+            }
+        )
+
+    @dg.asset(
+        group_name="futures",
+        kinds={"tqsdk", "questdb"},
+        partitions_def=variety_partitions(varieties),
+        deps=[trading_days],
+        check_specs=[dg.AssetCheckSpec("agrees_with_continuous_table", asset="main_schedule",
+                                       description="the schedule equals the vendor's continuous table, day by day")],
+    )
+    def main_schedule(
+        context: dg.AssetExecutionContext,
+        config: ScheduleConfig,
+        tqsdk: TqSdkResource,
+        questdb: QuestDBResource,
+        futures: FuturesSettings,
+    ) -> dg.MaterializeResult:
+        """Which contract is main on each trading day (TqSdk's KQ.m@ mapping by default), one row per
+        day in ghtrader_main_schedule_v2. Partitioned by variety only: the mapping is a per-variety
+        time series, extended incrementally, not a per-day computation."""
+        variety = context.partition_key
+        with questdb.client() as qdb:
+            calendar = store.read_calendar(qdb)
+            days = [date.fromisoformat(k) for k in context.instance.get_dynamic_partitions(TRADING_DAY.name)]
+            result = chain.refresh_schedule(
+                tqsdk.client(), qdb, variety, calendar, sorted(days), futures.schedule_source, config.rebuild
+            )
+        rolls = chain.roll_days(result.rows)
+        disagreements = chain.compare_with_continuous_table(variety, result.rows)
+        context.log.info("%s: %d days (%d new) in %d segments from %s", variety, len(result.rows), result.new_days,
+                         len(rolls), result.source)
+        return dg.MaterializeResult(
+            metadata={
+                "days": len(result.rows),
+                "new_days": result.new_days,
+                "segments": len(rolls),
+                "source": result.source,
+                "rolls": dg.MetadataValue.md("\n".join(f"- {d}: {c}" for d, c in rolls)),
+                "continuous_table_disagreements": len(disagreements),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="agrees_with_continuous_table",
+                    passed=not disagreements,
+                    metadata={"disagreements": dg.MetadataValue.json([[str(d), a, b] for d, a, b in disagreements[:50]])},
+                )
+            ],
+        )
+
+    @dg.multi_asset(
+        name="futures_ticks",
+        group_name="futures",
+        partitions_def=day_parts,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        can_subset=True,
+        specs=[
+            dg.AssetSpec(UNDERLYING_TICKS, deps=[main_schedule], skippable=True, kinds={"tqsdk", "questdb"},
+                         description="The scheduled contract's ticks of each trading day (ghtrader_ticks_raw_v2)."),
+            dg.AssetSpec(MAIN_L5, deps=[UNDERLYING_TICKS], skippable=True, kinds={"questdb"},
+                         description="The continuous KQ.m@ series built inside QuestDB (ghtrader_ticks_main_l5_v2)."),
+            dg.AssetSpec(DAY_INDEX, deps=[MAIN_L5], skippable=True, kinds={"questdb"},
+                         description="Per (symbol, day, kind) rows, first/last tick, L5 presence, row-hash aggregates."),
+        ],
+        check_specs=[dg.AssetCheckSpec(INDEX_CHECK, asset=DAY_INDEX, description="index rows equal the stored ticks")],
+        op_tags={"ghtrader/provider": "tqsdk"},
+    )
+    def futures_ticks(
+        context: dg.AssetExecutionContext, tqsdk: TqSdkResource, questdb: QuestDBResource, futures: FuturesSettings
+    ):
+        """One step for a whole partition range: one TqSdk session, one QuestDB connection. Each finished
+        partition is logged as its own materialization; failures are collected and reported at the end."""
+        selected = context.selected_asset_keys
+        parts = sorted(VarietyDay.parse(k) for k in context.partition_keys)
+        failures: dict[str, str] = {}
+        mismatches: list[str] = []
+        now = futures.clock()
+        with questdb.client() as qdb:
+            calendar = store.read_calendar(qdb)
+            schedules: dict[str, dict] = {}
+            sessions: dict[str, Sessions] = {}
+            for i, part in enumerate(parts, 1):
+                key = part.key
+                try:
+                    if part.variety not in schedules:
+                        schedules[part.variety] = {r.trading_day: r for r in store.read_schedule(qdb, part.variety)}
+                    row = schedules[part.variety].get(part.trading_day)
+                    if row is None:
+                        raise chain.ChainError(f"no main schedule for {part.variety} on {part.trading_day}: "
+                                               "materialize main_schedule for it first")
+                    result = chain.DayResult(part.variety, part.trading_day, row.main_contract, row.segment_id,
+                                             chain.is_final(calendar, part.trading_day, now))
+                    common = {"underlying": row.main_contract, "segment_id": row.segment_id, "final": result.final}
+                    if UNDERLYING_TICKS in selected:
+                        if part.variety not in sessions:
+                            sessions[part.variety] = Sessions.parse(_trading_time(qdb, part.variety))
+                        chain.fetch_underlying_day(tqsdk.client(), qdb, calendar, sessions[part.variety], row, part.variety,
+                                                   part.trading_day, now, result)
+                        context.log_event(dg.AssetMaterialization(UNDERLYING_TICKS, partition=str(key), metadata={
+                            **common, **_tick_metadata(result.raw), "no_data": result.no_data,
+                            **(result.cleaning.as_metadata() if result.cleaning else {})}))
+                    if MAIN_L5 in selected:
+                        chain.build_main_l5_day(qdb, calendar, row, part.variety, part.trading_day, result)
+                        context.log_event(dg.AssetMaterialization(MAIN_L5, partition=str(key), metadata={
+                            **common, "symbol": main_symbol(part.variety), **_tick_metadata(result.main_l5)}))
+                    if DAY_INDEX in selected:
+                        chain.index_day(qdb, calendar, row, part.variety, part.trading_day, result)
+                        mismatches += chain.verify_index(qdb, calendar, main_symbol(part.variety), part.trading_day, "main_l5")
+                        context.log_event(dg.AssetMaterialization(DAY_INDEX, partition=str(key), metadata={
+                            **common, **_tick_metadata(result.index), "l5_present": bool(result.index["l5_present"]),
+                            "row_hash_sum": result.index["row_hash_sum"]}))
+                    context.log.info("[%d/%d] %s %s <- %s: %s rows%s", i, len(parts), part.variety, part.trading_day,
+                                     row.main_contract, (result.index or result.main_l5 or result.raw or {}).get("rows_total"),
+                                     "" if result.final else " (day unfinished: not final)")
+                except Exception as exc:  # noqa: BLE001 - one bad day must not stop the range
+                    failures[str(key)] = f"{type(exc).__name__}: {exc}"
+                    context.log.error("[%d/%d] %s %s failed: %s", i, len(parts), part.variety, part.trading_day, exc)
+        if DAY_INDEX in selected:
+            yield dg.AssetCheckResult(
+                check_name=INDEX_CHECK, asset_key=DAY_INDEX, passed=not mismatches,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"partitions_checked": len(parts) - len(failures), "mismatches": dg.MetadataValue.json(mismatches[:50])},
+            )
+        if failures:
+            raise dg.Failure(
+                description=f"{len(failures)} of {len(parts)} partitions failed: " + "; ".join(
+                    f"{k} ({v})" for k, v in list(failures.items())[:20]),
+                metadata={"failed_partitions": dg.MetadataValue.json(sorted(failures)),
+                          "errors": dg.MetadataValue.json(failures)},
+            )
+
+    return [trading_days, main_schedule, futures_ticks]
+
+
+def _trading_time(qdb, variety: str) -> dict:
+    import json
+
+    qdb.wait_for_wal(store.SESSIONS)
+    raw = qdb.scalar(
+        f"SELECT trading_time_raw FROM {store.SESSIONS.name} WHERE variety = %s ORDER BY ts DESC LIMIT 1", (variety,)
+    )
+    if raw is None:
+        raise chain.ChainError(f"no session metadata for {variety}: materialize trading_days first")
+    return json.loads(raw)
+
+
+def _tick_metadata(stats: dict | None) -> dict:
+    if not stats:
+        return {"rows": 0}
+    out = {"rows": int(stats.get("rows_total", 0))}
+    if stats.get("first_datetime_ns"):
+        out["first_tick"] = dg.MetadataValue.timestamp(stats["first_datetime_ns"] / 1e9)
+        out["last_tick"] = dg.MetadataValue.timestamp(stats["last_datetime_ns"] / 1e9)
+    return out

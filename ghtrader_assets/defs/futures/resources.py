@@ -1,0 +1,50 @@
+"""Resources of the futures chain: the TqSdk session and the chain's settings."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
+
+
+class TqSdkResource(dg.ConfigurableResource):
+    """The real TqApi, one session per step reused across every partition of the run. Where it connects
+    is TqSdk's own environment (TQ_AUTH_URL, TQ_MD_URL, ...): the simulator or the vendor."""
+
+    user: str
+    password: str
+    retries: int = 3
+    backoff_s: float = 2.0
+
+    _client: TqSdkClient | None = PrivateAttr(default=None)
+
+    def client(self) -> TqSdkClient:
+        if self._client is None:
+            self._client = TqSdkClient(
+                TqSettings(self.user, self.password, retries=self.retries, backoff_s=self.backoff_s)
+            )
+        return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class FuturesSettings(dg.ConfigurableResource):
+    """What the chain covers and how it decides the main contract."""
+
+    start_date: str = "2024-01-02"
+    # ISO datetime (with offset) that pins "now" for reproducible demos and tests; empty = the real clock.
+    now: str = ""
+    # backtest (default: TqSdk's KQ.m@ mapping seen in a TqBacktest), continuous_table, or open_interest.
+    schedule_source: str = "backtest"
+
+    def start(self) -> date:
+        return date.fromisoformat(self.start_date)
+
+    def clock(self) -> datetime:
+        return datetime.fromisoformat(self.now) if self.now else datetime.now(timezone.utc)

@@ -1,0 +1,242 @@
+"""The futures chain as plain steps (no Dagster): calendar and sessions, main schedule, and one
+(variety, trading day) through raw ticks -> main_l5 -> day index. The assets coordinate these."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from ghtrader_assets.domain.calendar import CST, TradingCalendar, current_trading_day
+from ghtrader_assets.domain.schedule import (
+    ScheduleError,
+    ScheduleRow,
+    build_schedule,
+    day_contracts_from_change_points,
+    day_contracts_from_events,
+    day_contracts_from_open_interest,
+    disagreements,
+    main_symbol,
+    parse_variety,
+    roll_days,
+)
+from ghtrader_assets.domain.sessions import Sessions
+from ghtrader_assets.domain.tick_cleaning import CleaningReport, clean_ticks
+from ghtrader_assets.domain.ticks import with_row_hash, with_seq
+from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io.questdb import QuestDBClient
+from ghtrader_assets.io.questdb_schema import RAW_TICKS
+from ghtrader_assets.io.tqsdk_client import TqSdkClient, continuous_table
+
+log = logging.getLogger(__name__)
+
+# Exchanges whose tick data carries five depth levels; elsewhere levels 2-5 are empty.
+L5_EXCHANGES = frozenset({"SHFE", "INE", "SSE", "SZSE"})
+SCHEDULE_SOURCES = ("backtest", "continuous_table", "open_interest")
+
+
+class ChainError(RuntimeError):
+    """A step of the chain that cannot proceed; the message names the variety and day."""
+
+
+# -- trading_days -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CalendarResult:
+    calendar: TradingCalendar
+    trading_days: list[date]  # from the start date through the current (unfinished) trading day
+    current_day: date
+    sessions: dict[str, dict]
+
+
+def refresh_calendar(
+    tq: TqSdkClient, qdb: QuestDBClient, varieties: tuple[str, ...], start: date, now: datetime
+) -> CalendarResult:
+    """Fetch the vendor calendar (a month before `start` through the end of next month) and every
+    variety's trading_time; store both. An unreachable calendar is an error, never a weekday guess."""
+    for v in varieties:
+        parse_variety(v)
+    local_now = now.astimezone(CST)
+    end = (local_now.date().replace(day=1) + timedelta(days=62)).replace(day=1) - timedelta(days=1)
+    calendar = _fetch_calendar(tq, start - timedelta(days=31), end)
+    store.write_calendar(qdb, calendar)
+    current = current_trading_day(calendar, now)
+    days = [d for d in calendar.between(start, min(current, calendar.last)) if d <= current]
+    sessions = {}
+    for v in varieties:
+        info = tq.quote_info(main_symbol(v))
+        if not info["trading_time"]["day"]:
+            raise ChainError(f"TqSdk has no trading_time for {main_symbol(v)}: is {v} a listed variety?")
+        store.write_sessions(qdb, v, info["trading_time"], local_now.date(), v.split(".")[0] in L5_EXCHANGES)
+        sessions[v] = info["trading_time"]
+    return CalendarResult(calendar, days, current, sessions)
+
+
+def _fetch_calendar(tq: TqSdkClient, start: date, end: date) -> TradingCalendar:
+    try:
+        return tq.trading_calendar(start, end)
+    except Exception as exc:
+        # The holiday file covers whole years; shrink the end to the last day it can answer for, once.
+        if "交易日历可以处理的范围" in str(exc) or "range" in str(exc):
+            return tq.trading_calendar(start, date(end.year - 1, 12, 31))
+        raise
+
+
+
+# -- main_schedule --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScheduleResult:
+    variety: str
+    rows: list[ScheduleRow]
+    new_days: int
+    source: str
+    disagreements: list[tuple[date, str | None, str | None]] = field(default_factory=list)
+
+
+def refresh_schedule(
+    tq: TqSdkClient,
+    qdb: QuestDBClient,
+    variety: str,
+    calendar: TradingCalendar,
+    days: list[date],
+    source: str = "backtest",
+    rebuild: bool = False,
+) -> ScheduleResult:
+    """Extend (or rebuild) the variety's schedule over `days`. Days already scheduled keep their
+    contract, segment and hash; only days after the last scheduled one are asked of the source."""
+    parse_variety(variety)
+    if source not in SCHEDULE_SOURCES:
+        raise ChainError(f"unknown schedule source {source!r}; choose one of {SCHEDULE_SOURCES}")
+    if not days:
+        raise ChainError(f"no trading days to schedule for {variety}: materialize trading_days first")
+    existing = {} if rebuild else {r.trading_day: r.main_contract for r in store.read_schedule(qdb, variety)}
+    existing = {d: c for d, c in existing.items() if d in set(days)}
+    todo = [d for d in days if not existing or d > max(existing)]
+    mapping = dict(existing)
+    if todo:
+        mapping.update(_source_mapping(tq, variety, calendar, todo, source, existing))
+    rows = build_schedule(variety, mapping)
+    if todo:
+        store.write_schedule(qdb, variety, [r for r in rows if r.trading_day in set(todo)], source)
+    return ScheduleResult(variety, rows, len(todo), source)
+
+
+def _source_mapping(
+    tq: TqSdkClient, variety: str, calendar: TradingCalendar, todo: list[date], source: str, existing: dict[date, str]
+) -> dict[date, str]:
+    if source == "continuous_table":
+        return day_contracts_from_change_points(todo, continuous_table(variety))
+    if source == "open_interest":
+        table = continuous_table(variety)  # the contracts ever main; their daily open interest decides
+        contracts = sorted({c for _, c in table})
+        oi: dict[date, dict[str, float]] = {}
+        for contract in contracts:
+            for d, value in tq.daily_open_interest(contract, todo[0], todo[-1]).items():
+                oi.setdefault(d, {})[contract] = value
+        return day_contracts_from_open_interest(todo, oi)
+    # The backtest starts on the last scheduled day when there is one, so its initial contract is known.
+    start = max(existing) if existing else todo[0]
+    events = tq.main_events(variety, start, todo[-1])
+    changes = [(calendar.trading_day_of(ns), contract) for ns, contract in events.changes]
+    if existing and events.initial != existing[start]:
+        log.warning("%s: backtest starts on %s with %s but the stored schedule says %s",
+                    variety, start, events.initial, existing[start])
+    return day_contracts_from_events(todo, events.initial, changes)
+
+
+def compare_with_continuous_table(variety: str, rows: list[ScheduleRow]) -> list[tuple[date, str | None, str | None]]:
+    """Days on which the stored schedule and the vendor's continuous table disagree."""
+    days = [r.trading_day for r in rows]
+    try:
+        table = day_contracts_from_change_points(days, continuous_table(variety))
+    except ScheduleError as exc:
+        raise ChainError(f"{variety}: the continuous table does not cover the schedule: {exc}") from exc
+    return disagreements({r.trading_day: r.main_contract for r in rows}, table)
+
+
+# -- one (variety, trading day) ---------------------------------------------------------------------------
+@dataclass
+class DayResult:
+    variety: str
+    day: date
+    contract: str
+    segment_id: int
+    final: bool
+    raw: dict | None = None
+    main_l5: dict | None = None
+    index: dict | None = None
+    cleaning: CleaningReport | None = None
+    no_data: bool = False
+
+
+def fetch_underlying_day(
+    tq: TqSdkClient,
+    qdb: QuestDBClient,
+    calendar: TradingCalendar,
+    sessions: Sessions,
+    row: ScheduleRow,
+    variety: str,
+    day: date,
+    now: datetime,
+    result: DayResult,
+) -> None:
+    """Download the scheduled contract's ticks of `day` (start = end = day) and store exactly them."""
+    contract = row.main_contract
+    bounds = calendar.bounds_ns(day)
+    frame, report = clean_ticks(tq.ticks(contract, day), calendar, sessions, day)
+    result.cleaning = report
+    if report.changed:
+        log.warning("%s %s: cleaning rule changed the provider frame: %s", contract, day, report.as_metadata())
+    if frame.height == 0:
+        reason = "provider returned no ticks" if result.final else "provider returned no ticks (day unfinished)"
+        store.write_no_data(qdb, contract, day, "raw", reason, resolved=False)
+        result.no_data = True
+        result.raw = {"rows_total": 0}
+        return
+    frame = with_seq(with_row_hash(frame)).with_columns(
+        pl.from_epoch("datetime_ns", time_unit="ns").alias("ts"),
+        pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day"),
+    )
+    store.replace_raw_day(qdb, contract, day, bounds, frame.select(RAW_TICKS.column_names))
+    if day in store.open_no_data_days(qdb, contract):
+        store.write_no_data(qdb, contract, day, "raw", "data arrived on a later run", resolved=True)
+    result.raw = store.frame_stats(frame)
+
+
+def build_main_l5_day(qdb: QuestDBClient, calendar: TradingCalendar, row: ScheduleRow, variety: str, day: date, result: DayResult) -> None:
+    rows = store.materialize_main_l5(qdb, variety, day, calendar.bounds_ns(day), row)
+    result.main_l5 = {"rows_total": rows}
+
+
+def index_day(qdb: QuestDBClient, calendar: TradingCalendar, row: ScheduleRow, variety: str, day: date, result: DayResult) -> None:
+    """Index what is stored (raw contract and main series) and check the two agree: main_l5 is a copy
+    of the scheduled contract's day, so rows and row-hash aggregates must be equal."""
+    bounds = calendar.bounds_ns(day)
+    raw = store.day_stats(qdb, RAW_TICKS, row.main_contract, day, bounds)
+    main = store.day_stats(qdb, store.MAIN_L5_TICKS, main_symbol(variety), day, bounds)
+    store.write_index(qdb, row.main_contract, day, "raw", raw, None)
+    store.write_index(qdb, main_symbol(variety), day, "main_l5", main, row.main_contract)
+    if main["rows_total"] == 0:
+        store.write_no_data(qdb, main_symbol(variety), day, "main_l5", "no raw ticks for the scheduled contract", resolved=False)
+    result.index = main
+    mismatch = {k: (raw[k], main[k]) for k in raw if raw[k] != main[k]}
+    if mismatch:
+        raise ChainError(f"{main_symbol(variety)} {day}: main_l5 differs from {row.main_contract} raw ticks: {mismatch}")
+
+
+def verify_index(qdb: QuestDBClient, calendar: TradingCalendar, symbol: str, day: date, kind: str) -> list[str]:
+    """Compare the stored day index of (symbol, day, kind) with the stored rows; return the differences."""
+    table = store.KINDS[kind]
+    qdb.wait_for_wal(store.SYMBOL_DAY_INDEX)
+    index = store.read_index(qdb, symbol, day, day, kind)
+    stats = store.day_stats(qdb, table, symbol, day, calendar.bounds_ns(day))
+    if index.height == 0:
+        return [f"{symbol} {day} {kind}: no index row"] if stats["rows_total"] else []
+    entry = index.row(0, named=True)
+    return [f"{symbol} {day} {kind}: {k} index={entry[k]} stored={v}" for k, v in stats.items() if entry[k] != v]
+
+
+def is_final(calendar: TradingCalendar, day: date, now: datetime) -> bool:
+    """A trading day is final once the next one has begun (18:00 Beijing on the day)."""
+    return day < current_trading_day(calendar, now)

@@ -1,0 +1,302 @@
+"""The futures tables in QuestDB: calendar, sessions, schedule, raw and main_l5 ticks, day index, no-data days.
+
+Re-writing one (symbol, trading day) leaves exactly the new rows. DEDUP UPSERT makes re-ingesting the
+same ticks a no-op; when the store then holds more rows for that day than were just written (the
+provider changed its data, or main_l5 now follows another contract), the day's UTC partitions are
+rebuilt without the old rows: the rows to keep are first copied to a staging table, so a crash at any
+point loses nothing (`recover_restages` finishes an interrupted rebuild).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+
+import polars as pl
+
+from ghtrader_assets.domain.calendar import TradingCalendar
+from ghtrader_assets.domain.schedule import ScheduleRow, main_symbol, parse_contract, parse_variety
+from ghtrader_assets.domain.sessions import Sessions, trading_time_json
+from ghtrader_assets.domain.ticks import TICK_COLUMNS, hash_aggregates, l5_present
+from ghtrader_assets.io.questdb import QuestDBClient, QuestDBError
+from ghtrader_assets.io.questdb_schema import (
+    MAIN_L5_TICKS,
+    MAIN_SCHEDULE,
+    NO_DATA_DAYS,
+    RAW_TICKS,
+    SESSIONS,
+    SYMBOL_DAY_INDEX,
+    TRADING_CALENDAR,
+    Table,
+)
+
+_SYMBOL = re.compile(r"^(KQ\.m@)?(SHFE|DCE|CZCE|CFFEX|INE|GFEX)\.[A-Za-z]{1,4}\d{0,4}$")
+KINDS = {"raw": RAW_TICKS, "main_l5": MAIN_L5_TICKS}
+
+
+def check_symbol(symbol: str) -> str:
+    """A contract ('SHFE.cu2403') or main series ('KQ.m@SHFE.cu'); anything else is refused."""
+    if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
+        raise ValueError(f"not a futures contract or KQ.m@ main symbol: {symbol!r}")
+    return symbol
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
+
+
+def _ts_literal(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _day_filter(symbol: str, day: date, bounds: tuple[int, int]) -> str:
+    """WHERE clause for one (symbol, trading day): the ts range prunes partitions (the designated
+    timestamp is the tick time); only validated values reach the SQL text."""
+    check_symbol(symbol)
+    return (
+        f"symbol = '{symbol}' AND ts >= '{_ts_literal(bounds[0])}' AND ts < '{_ts_literal(bounds[1])}'"
+        f" AND trading_day = '{day.isoformat()}T00:00:00.000000Z'"
+    )
+
+
+# -- calendar, sessions, schedule ---------------------------------------------------------------------
+def write_calendar(client: QuestDBClient, calendar: TradingCalendar) -> int:
+    days = [calendar.first + timedelta(days=i) for i in range((calendar.last - calendar.first).days + 1)]
+    trading = set(calendar.days)
+    frame = pl.DataFrame({"ts": [_midnight(d) for d in days], "trading": [d in trading for d in days]})
+    client.write(TRADING_CALENDAR, frame)
+    client.wait_for_wal(TRADING_CALENDAR)
+    return frame.height
+
+
+def read_calendar(client: QuestDBClient) -> TradingCalendar:
+    frame = client.query(f"SELECT ts, trading FROM {TRADING_CALENDAR.name} ORDER BY ts")
+    if frame.height == 0:
+        raise QuestDBError("the trading calendar is empty: materialize trading_days first")
+    return TradingCalendar.from_flags((ts.date(), flag) for ts, flag in frame.iter_rows())
+
+
+def write_sessions(client: QuestDBClient, variety: str, trading_time: dict, captured: date, l5_depth: bool) -> None:
+    sessions = Sessions.parse(trading_time)
+    day_windows, night_windows = sessions.normalized()
+    frame = pl.DataFrame(
+        {
+            "variety": [variety],
+            "ts": [_midnight(captured)],
+            "trading_time_raw": [trading_time_json(trading_time)],
+            "day_windows": [day_windows],
+            "night_windows": [night_windows],
+            "has_night": [sessions.has_night],
+            "l5_depth": [l5_depth],
+        }
+    )
+    client.write(SESSIONS, frame)
+
+
+def write_schedule(client: QuestDBClient, variety: str, rows: Sequence[ScheduleRow], source: str) -> int:
+    exchange, _ = parse_variety(variety)
+    frame = pl.DataFrame(
+        {
+            "exchange": [exchange] * len(rows),
+            "variety": [variety] * len(rows),
+            "ts": [_midnight(r.trading_day) for r in rows],
+            "main_contract": [r.main_contract for r in rows],
+            "segment_id": [r.segment_id for r in rows],
+            "schedule_hash": [r.schedule_hash for r in rows],
+            "source": [source] * len(rows),
+        },
+        schema_overrides={"segment_id": pl.Int32},
+    )
+    client.write(MAIN_SCHEDULE, frame)
+    client.wait_for_wal(MAIN_SCHEDULE)
+    return frame.height
+
+
+def read_schedule(client: QuestDBClient, variety: str) -> list[ScheduleRow]:
+    parse_variety(variety)
+    frame = client.query(
+        f"SELECT ts, main_contract, segment_id, schedule_hash FROM {MAIN_SCHEDULE.name} WHERE variety = %s ORDER BY ts",
+        (variety,),
+    )
+    return [ScheduleRow(ts.date(), c, int(s), int(h)) for ts, c, s, h in frame.iter_rows()]
+
+
+# -- ticks ----------------------------------------------------------------------------------------------
+def day_stats(client: QuestDBClient, table: Table, symbol: str, day: date, bounds: tuple[int, int]) -> dict:
+    """Rows, first/last tick, L5 presence and row-hash aggregates of what is stored for one day."""
+    cols = ", ".join(["datetime_ns", "row_hash", *[c for c in TICK_COLUMNS if c.startswith(("bid_price", "ask_price"))]])
+    frame = client.export(f"SELECT {cols} FROM {table.name} WHERE {_day_filter(symbol, day, bounds)}")
+    return frame_stats(frame)
+
+
+def frame_stats(frame: pl.DataFrame) -> dict:
+    rows = frame.height
+    return {
+        "rows_total": rows,
+        "first_datetime_ns": int(frame["datetime_ns"].min()) if rows else 0,
+        "last_datetime_ns": int(frame["datetime_ns"].max()) if rows else 0,
+        "l5_present": l5_present(frame) if rows else False,
+        **hash_aggregates(frame["row_hash"] if rows else pl.Series([], dtype=pl.Int64)),
+    }
+
+
+def _count(client: QuestDBClient, table: Table, symbol: str, day: date, bounds: tuple[int, int]) -> int:
+    client.wait_for_wal(table)
+    return int(client.scalar(f"SELECT count() FROM {table.name} WHERE {_day_filter(symbol, day, bounds)}"))
+
+
+def replace_raw_day(client: QuestDBClient, contract: str, day: date, bounds: tuple[int, int], frame: pl.DataFrame) -> int:
+    """Store exactly `frame` (the 33 raw columns) as the raw ticks of (contract, day)."""
+    parse_contract(contract)
+    client.write(RAW_TICKS, frame)
+    if _count(client, RAW_TICKS, contract, day, bounds) != frame.height:
+        _rebuild_without(client, RAW_TICKS, contract, day, bounds)
+        client.write(RAW_TICKS, frame)
+        client.wait_for_wal(RAW_TICKS)
+    return frame.height
+
+
+def materialize_main_l5(client: QuestDBClient, variety: str, day: date, bounds: tuple[int, int], row: ScheduleRow) -> int:
+    """Copy the scheduled contract's raw ticks of `day` into main_l5 inside QuestDB (no round trip
+    through Python), tagged with the contract, segment and schedule hash. Returns the rows stored."""
+    symbol = main_symbol(variety)
+    contract = row.main_contract
+    parse_contract(contract)
+    raw_rows = _count(client, RAW_TICKS, contract, day, bounds)
+    values = ", ".join(TICK_COLUMNS)
+    insert = (
+        f"INSERT INTO {MAIN_L5_TICKS.name} (symbol, ts, datetime_ns, seq, trading_day, {values}, "
+        f"underlying_contract, segment_id, schedule_hash, row_hash) "
+        f"SELECT '{symbol}', ts, datetime_ns, seq, trading_day, {values}, '{contract}', "
+        f"{int(row.segment_id)}, {int(row.schedule_hash)}, row_hash "
+        f"FROM {RAW_TICKS.name} WHERE {_day_filter(contract, day, bounds)}"
+    )
+    client.execute(insert)
+    stored = _count(client, MAIN_L5_TICKS, symbol, day, bounds)
+    if stored != raw_rows or _foreign_rows(client, symbol, day, bounds, row):
+        _rebuild_without(client, MAIN_L5_TICKS, symbol, day, bounds)
+        client.execute(insert)
+        stored = _count(client, MAIN_L5_TICKS, symbol, day, bounds)
+    if stored != raw_rows:
+        raise QuestDBError(f"main_l5 {symbol} {day}: stored {stored} rows, expected {raw_rows}")
+    return stored
+
+
+def _foreign_rows(client: QuestDBClient, symbol: str, day: date, bounds: tuple[int, int], row: ScheduleRow) -> int:
+    """Rows of the day that carry another contract or schedule hash (left by an older schedule)."""
+    return int(
+        client.scalar(
+            f"SELECT count() FROM {MAIN_L5_TICKS.name} WHERE {_day_filter(symbol, day, bounds)} "
+            f"AND (underlying_contract != '{row.main_contract}' OR schedule_hash != {int(row.schedule_hash)})"
+        )
+    )
+
+
+def _partition_span(bounds: tuple[int, int]) -> tuple[str, str]:
+    lo = datetime.fromtimestamp(bounds[0] / 1e9, timezone.utc).date()
+    hi = datetime.fromtimestamp(bounds[1] / 1e9, timezone.utc).date() + timedelta(days=1)
+    return lo.isoformat(), hi.isoformat()
+
+
+def _rebuild_without(client: QuestDBClient, table: Table, symbol: str, day: date, bounds: tuple[int, int]) -> None:
+    """Rewrite the UTC partitions holding (symbol, day) without that day's rows, keeping everything else."""
+    lo, hi = _partition_span(bounds)
+    stage = f"{table.name}__restage_{lo.replace('-', '')}_{hi.replace('-', '')}"
+    client.wait_for_wal(table)
+    client.execute(f"DROP TABLE IF EXISTS {stage}")
+    client.execute(
+        f"CREATE TABLE {stage} AS (SELECT * FROM {table.name} WHERE ts >= '{lo}' AND ts < '{hi}' "
+        f"AND NOT ({_day_filter(symbol, day, bounds)})) TIMESTAMP(ts) PARTITION BY DAY BYPASS WAL"
+    )
+    _finish_restage(client, table, stage, lo, hi)
+
+
+def _finish_restage(client: QuestDBClient, table: Table, stage: str, lo: str, hi: str) -> None:
+    client.execute(f"ALTER TABLE {table.name} DROP PARTITION WHERE ts >= '{lo}' AND ts < '{hi}'")
+    client.execute(f"INSERT INTO {table.name} SELECT * FROM {stage}")
+    client.wait_for_wal(table)
+    client.execute(f"DROP TABLE {stage}")
+
+
+def recover_restages(client: QuestDBClient) -> list[str]:
+    """Finish partition rebuilds a crash interrupted: the staging table holds every row to keep."""
+    done = []
+    names = client.query("SELECT table_name FROM tables()")["table_name"].to_list()
+    for name in names:
+        m = re.match(r"^(\w+)__restage_(\d{8})_(\d{8})$", name)
+        if not m:
+            continue
+        table = next((t for t in KINDS.values() if t.name == m.group(1)), None)
+        if table is None:
+            continue
+        lo, hi = (f"{s[:4]}-{s[4:6]}-{s[6:]}" for s in m.group(2, 3))
+        _finish_restage(client, table, name, lo, hi)
+        done.append(name)
+    return done
+
+
+# -- day index and no-data days ------------------------------------------------------------------------
+def write_index(client: QuestDBClient, symbol: str, day: date, kind: str, stats: dict, underlying: str | None) -> None:
+    check_symbol(symbol)
+    frame = pl.DataFrame(
+        {
+            "symbol": [symbol],
+            "ts": [_midnight(day)],
+            "ticks_kind": [kind],
+            **{k: [stats[k]] for k in ("rows_total", "first_datetime_ns", "last_datetime_ns", "l5_present",
+                                       "row_hash_min", "row_hash_max", "row_hash_sum", "row_hash_sum_abs")},
+            "underlying_contract": [underlying],
+            "updated_at": [datetime.now(timezone.utc).replace(tzinfo=None)],
+        },
+        schema_overrides={"underlying_contract": pl.String},
+    )
+    client.write(SYMBOL_DAY_INDEX, frame)
+
+
+def read_index(client: QuestDBClient, symbol: str, start: date, end: date, kind: str) -> pl.DataFrame:
+    check_symbol(symbol)
+    return client.query(
+        f"SELECT * FROM {SYMBOL_DAY_INDEX.name} WHERE symbol = %s AND ticks_kind = %s AND ts >= %s AND ts <= %s ORDER BY ts",
+        (symbol, kind, _midnight(start), _midnight(end)),
+    )
+
+
+def write_no_data(client: QuestDBClient, symbol: str, day: date, kind: str, reason: str, resolved: bool) -> None:
+    """Record (or, with resolved=True, close) a provider-empty day. Upserted on (ts, symbol, kind)."""
+    check_symbol(symbol)
+    frame = pl.DataFrame(
+        {
+            "symbol": [symbol],
+            "ts": [_midnight(day)],
+            "ticks_kind": [kind],
+            "reason": [reason],
+            "resolved": [resolved],
+            "updated_at": [datetime.now(timezone.utc).replace(tzinfo=None)],
+        }
+    )
+    client.write(NO_DATA_DAYS, frame)
+
+
+def open_no_data_days(client: QuestDBClient, symbol: str) -> list[date]:
+    check_symbol(symbol)
+    client.wait_for_wal(NO_DATA_DAYS)
+    frame = client.query(
+        f"SELECT ts FROM {NO_DATA_DAYS.name} WHERE symbol = %s AND resolved = false ORDER BY ts", (symbol,)
+    )
+    return [ts.date() for (ts,) in frame.iter_rows()]
+
+
+def read_ticks(client: QuestDBClient, symbol: str, days: Sequence[date], calendar: TradingCalendar, kind: str) -> pl.DataFrame:
+    """Stored ticks of `symbol` over the given trading days, in time order, as one columnar export."""
+    table = KINDS[kind]
+    check_symbol(symbol)
+    if not days:
+        return client.export(f"SELECT * FROM {table.name} WHERE symbol = '{symbol}' LIMIT 0")
+    lo = calendar.bounds_ns(min(days))[0]
+    hi = calendar.bounds_ns(max(days))[1]
+    wanted = ", ".join(f"'{d.isoformat()}T00:00:00.000000Z'" for d in sorted(days))
+    return client.export(
+        f"SELECT * FROM {table.name} WHERE symbol = '{symbol}' AND ts >= '{_ts_literal(lo)}' "
+        f"AND ts < '{_ts_literal(hi)}' AND trading_day IN ({wanted}) ORDER BY ts, seq"
+    )
