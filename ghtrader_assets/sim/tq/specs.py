@@ -1,0 +1,56 @@
+"""Variety specifications (sessions, depth, tick size, multiplier) and Beijing-time helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+NS = 1_000_000_000
+_EPOCH = date(1970, 1, 1)
+_BJ_OFFSET_NS = 8 * 3600 * NS
+
+
+@dataclass(frozen=True)
+class VarietySpec:
+    exchange: str
+    product: str
+    day: tuple[tuple[str, str], ...]
+    night: tuple[tuple[str, str], ...]
+    levels: int  # depth levels the exchange publishes (5 = L5)
+    price_tick: float
+    multiple: int
+    base_price: float
+
+    @property
+    def price_decs(self) -> int:
+        s = repr(self.price_tick)
+        return len(s.split(".")[1].rstrip("0")) if "." in s else 0
+
+    def trading_time(self) -> dict[str, list[list[str]]]:
+        return {"day": [list(p) for p in self.day], "night": [list(p) for p in self.night]}
+
+
+_DAY_COMMODITY = (("09:00:00", "10:15:00"), ("10:30:00", "11:30:00"), ("13:30:00", "15:00:00"))
+
+SPECS: dict[str, VarietySpec] = {
+    "SHFE.cu": VarietySpec("SHFE", "cu", _DAY_COMMODITY, (("21:00:00", "25:00:00"),), 5, 10.0, 5, 70000.0),
+    "SHFE.rb": VarietySpec("SHFE", "rb", _DAY_COMMODITY, (("21:00:00", "23:00:00"),), 5, 1.0, 10, 3800.0),
+    "DCE.m": VarietySpec("DCE", "m", _DAY_COMMODITY, (("21:00:00", "23:00:00"),), 1, 1.0, 10, 3200.0),
+    "CFFEX.IF": VarietySpec("CFFEX", "IF", (("09:30:00", "11:30:00"), ("13:00:00", "15:00:00")), (), 1, 0.2, 300, 3500.0),
+}
+
+
+def hms_ns(s: str) -> int:
+    h, m, sec = (int(x) for x in s.split(":"))
+    return (h * 3600 + m * 60 + sec) * NS
+
+
+def midnight_ns(d: date) -> int:
+    """Epoch ns of Beijing midnight starting calendar day d."""
+    return (d - _EPOCH).days * 86400 * NS - _BJ_OFFSET_NS
+
+
+def ns_to_bj_str(ns: int) -> str:
+    """tqsdk's quote.datetime format, Beijing time."""
+    dt = datetime.fromtimestamp(0, tz=timezone(timedelta(hours=8))) + timedelta(microseconds=ns // 1000)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
