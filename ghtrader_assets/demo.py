@@ -11,19 +11,9 @@ from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.io.questdb_server import QuestDBServer, healthy, ports_from_env
 
 
-def questdb_settings_from_env() -> QuestDBSettings:
-    return QuestDBSettings(
-        host=os.environ.get("QUESTDB_HOST", "127.0.0.1"),
-        http_port=int(os.environ.get("QUESTDB_HTTP_PORT", "9000")),
-        pg_port=int(os.environ.get("QUESTDB_PG_PORT", "8812")),
-        user=os.environ.get("QUESTDB_USER", "admin"),
-        password=os.environ.get("QUESTDB_PASSWORD", "quest"),
-    )
-
-
 def ensure_questdb() -> QuestDBSettings:
     """Use the configured server; start the project's own one unless GHTRADER_QUESTDB_EXTERNAL=1."""
-    settings = questdb_settings_from_env()
+    settings = QuestDBSettings.from_env()
     if os.environ.get("GHTRADER_QUESTDB_EXTERNAL", "0") == "1":
         print(f"QuestDB: using the existing server at {settings.host}:{settings.http_port}")
         return settings

@@ -28,7 +28,7 @@ from ghtrader_assets.domain.ticks import with_row_hash, with_seq
 from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBClient
 from ghtrader_assets.io.questdb_schema import RAW_TICKS
-from ghtrader_assets.io.tqsdk_client import TqSdkClient, continuous_table
+from ghtrader_assets.io.tqsdk_client import TqSdkClient, continuous_table, continuous_table_varieties
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,10 @@ def refresh_calendar(
     variety's trading_time; store both. An unreachable calendar is an error, never a weekday guess."""
     for v in varieties:
         parse_variety(v)
+    listed = continuous_table_varieties()
+    unknown = [v for v in varieties if v not in listed]
+    if unknown:
+        raise ChainError(f"unknown varieties {unknown}: TqSdk's continuous table does not list them")
     local_now = now.astimezone(CST)
     end = (local_now.date().replace(day=1) + timedelta(days=62)).replace(day=1) - timedelta(days=1)
     calendar = _fetch_calendar(tq, start - timedelta(days=31), end)

@@ -20,7 +20,7 @@ from ghtrader_assets.domain.schedule import ScheduleRow, main_symbol, parse_cont
 from ghtrader_assets.domain.sessions import Sessions, trading_time_json
 from ghtrader_assets.domain.ticks import TICK_COLUMNS, hash_aggregates, l5_present
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBError
-from ghtrader_assets.io.questdb_schema import (
+from ghtrader_assets.io.questdb_schema import (  # noqa: F401 - re-exported for callers
     MAIN_L5_TICKS,
     MAIN_SCHEDULE,
     NO_DATA_DAYS,

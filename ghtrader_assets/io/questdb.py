@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import time
 import urllib.error
@@ -49,6 +50,17 @@ class QuestDBSettings:
     request_timeout_s: float = 30.0
     # How long ILP-over-HTTP keeps retrying a failed flush before it reports the error.
     retry_timeout_s: float = 10.0
+
+    @classmethod
+    def from_env(cls) -> "QuestDBSettings":
+        """From QUESTDB_HOST, QUESTDB_HTTP_PORT, QUESTDB_PG_PORT, QUESTDB_USER, QUESTDB_PASSWORD."""
+        return cls(
+            host=os.environ.get("QUESTDB_HOST", "127.0.0.1"),
+            http_port=int(os.environ.get("QUESTDB_HTTP_PORT", "9000")),
+            pg_port=int(os.environ.get("QUESTDB_PG_PORT", "8812")),
+            user=os.environ.get("QUESTDB_USER", "admin"),
+            password=os.environ.get("QUESTDB_PASSWORD", "quest"),
+        )
 
     @property
     def http_url(self) -> str:

@@ -19,12 +19,13 @@ from typing import Any, TypeVar
 import polars as pl
 
 from ghtrader_assets.domain.calendar import CST, TradingCalendar
-from ghtrader_assets.domain.ticks import TICK_COLUMNS
+from ghtrader_assets.domain.ticks import DEPTH_COLUMNS, TICK_COLUMNS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONT_TABLE_URL = "https://files.shinnytech.com/continuous_table.json"  # TqSdk's default for TQ_CONT_TABLE_URL
+DEPTH_2_TO_5 = frozenset(DEPTH_COLUMNS[4:])
 
 
 class TqSdkError(RuntimeError):
@@ -46,6 +47,9 @@ class TqSettings:
     # Remove TqSdk's own on-disk tick cache after each download: QuestDB is the one canonical copy,
     # and a re-materialization must re-read the provider rather than a stale local file.
     drop_tqsdk_cache: bool = True
+    # TqSdk reconnects silently and waits indefinitely while data keeps trickling in; one day's download
+    # gets at most this long before it counts as failed (and is retried on a fresh session).
+    download_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ class TqSdkClient:
 
         def fetch(api: Any) -> pl.DataFrame:
             try:
-                df = api.get_tick_data_series(symbol=contract, start_dt=day, end_dt=day)
+                df = _download_ticks(api, contract, day, self.settings.download_timeout_s)
             finally:
                 if self.settings.drop_tqsdk_cache:
                     _drop_tqsdk_tick_cache(contract)
@@ -196,9 +200,9 @@ class TqSdkClient:
         return self._with_retries(f"main-contract backtest {variety} {start}..{end}", run)
 
 
-def continuous_table(variety: str, url: str | None = None, timeout_s: float = 30.0) -> list[tuple[date, str]]:
-    """The vendor's continuous table for one variety: (effective trading day, main contract) change
-    points, read from the same URL TqSdk uses (TQ_CONT_TABLE_URL)."""
+def continuous_table_varieties(url: str | None = None, timeout_s: float = 30.0) -> dict[str, list]:
+    """The vendor's whole continuous table ({variety: [[YYYYMMDD, contract], ...]}), from the URL TqSdk
+    itself uses (TQ_CONT_TABLE_URL)."""
     import requests
 
     url = url or os.getenv("TQ_CONT_TABLE_URL", CONT_TABLE_URL)
@@ -208,8 +212,16 @@ def continuous_table(variety: str, url: str | None = None, timeout_s: float = 30
         table = response.json()
     except (requests.RequestException, ValueError) as exc:
         raise TqSdkError(f"cannot read the continuous table at {url}: {exc}") from exc
+    if not isinstance(table, dict):
+        raise TqSdkError(f"the continuous table at {url} is not a JSON object")
+    return table
+
+
+def continuous_table(variety: str, url: str | None = None) -> list[tuple[date, str]]:
+    """One variety's (effective trading day, main contract) change points from the continuous table."""
+    table = continuous_table_varieties(url)
     if variety not in table:
-        raise TqSdkError(f"the continuous table has no variety {variety!r}")
+        raise TqSdkError(f"unknown variety {variety!r}: TqSdk's continuous table does not list it")
     return [(datetime.strptime(day, "%Y%m%d").date(), contract) for day, contract in table[variety]]
 
 
@@ -219,15 +231,39 @@ def _tick_frame(df: Any, contract: str) -> pl.DataFrame:
             {"symbol": [], "datetime_ns": [], **{c: [] for c in TICK_COLUMNS}},
             schema={"symbol": pl.String, "datetime_ns": pl.Int64, **{c: pl.Float64 for c in TICK_COLUMNS}},
         )
-    missing = [c for c in ("datetime", *TICK_COLUMNS) if c not in df.columns]
+    # Level-1-only exchanges come without the level 2-5 columns: they are stored as NaN (null).
+    missing = [c for c in ("datetime", *TICK_COLUMNS) if c not in df.columns and c not in DEPTH_2_TO_5]
     if missing:
         raise TqSdkError(f"TqSdk tick frame for {contract} lacks columns {missing}")
-    frame = pl.from_pandas(df[["datetime", *TICK_COLUMNS]])
+    present = [c for c in TICK_COLUMNS if c in df.columns]
+    frame = pl.from_pandas(df[["datetime", *present]])
     return frame.select(
         pl.lit(contract).alias("symbol"),
         pl.col("datetime").cast(pl.Int64).alias("datetime_ns"),
-        *[pl.col(c).cast(pl.Float64) for c in TICK_COLUMNS],
+        *[(pl.col(c) if c in present else pl.lit(float("nan"))).cast(pl.Float64).alias(c) for c in TICK_COLUMNS],
     )
+
+
+def _download_ticks(api: Any, contract: str, day: date, timeout_s: float) -> Any:
+    """What `api.get_tick_data_series(contract, day, day)` returns, within a time budget. It runs the same
+    steps as that method (TqSdk 3.10, pinned) so the wait can be bounded: TqSdk itself only gives up
+    after 30 s without any update, and keeps waiting through reconnects."""
+    if not api._auth._has_feature("tq_dl"):
+        raise TqSdkAuthError("the TqSdk account lacks the tq_dl (professional data download) permission")
+    from tqsdk.data_series import DataSeries
+    from tqsdk.datetime import _convert_user_input_to_nano
+
+    api._ensure_symbol([contract])
+    start_ns, end_ns = _convert_user_input_to_nano(day, day)
+    series = DataSeries(api, [contract], 0, start_ns, end_ns)
+    deadline = time.monotonic() + timeout_s
+    while not series._task.done():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            series._task.cancel()
+            raise TqSdkError(f"tick download of {contract} {day} did not finish within {timeout_s:.0f}s")
+        api.wait_update(deadline=time.time() + min(remaining, 5.0), _task=series._task)
+    return series.df
 
 
 def _quote_time_ns(text: str) -> int:

@@ -18,13 +18,15 @@ class TqSdkResource(dg.ConfigurableResource):
     password: str
     retries: int = 3
     backoff_s: float = 2.0
+    download_timeout_s: float = 300.0
 
     _client: TqSdkClient | None = PrivateAttr(default=None)
 
     def client(self) -> TqSdkClient:
         if self._client is None:
             self._client = TqSdkClient(
-                TqSettings(self.user, self.password, retries=self.retries, backoff_s=self.backoff_s)
+                TqSettings(self.user, self.password, retries=self.retries, backoff_s=self.backoff_s,
+                           download_timeout_s=self.download_timeout_s)
             )
         return self._client
 

@@ -1,0 +1,210 @@
+"""The futures chain end to end: real tqsdk against the simulator, a real QuestDB, a real Dagster instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from ghtrader_assets.defs.futures.assets import build_futures_assets
+from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
+from ghtrader_assets.defs.resources import QuestDBResource
+from ghtrader_assets.domain.schedule import ScheduleError
+from ghtrader_assets.domain.ticks import TICK_COLUMNS, L2_TO_L5_PRICE_COLUMNS, hash_aggregates, with_row_hash
+from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
+from ghtrader_assets.reader import read_ticks
+from ghtrader_assets.sim.tq import Faults, SimMarket, TqSimServer
+from ghtrader_assets_tests.fixtures.tq_sim import TQ_SIM_CONFIG, tq_env
+
+VARIETIES = ("SHFE.cu", "DCE.m")
+SIM_NOW = "2024-04-12T17:00:00+08:00"  # the simulator's default "now": 17:00 Beijing on its last day
+
+
+@dataclass
+class ChainRun:
+    srv: TqSimServer
+    market: SimMarket
+    instance: dg.DagsterInstance
+    resources: dict
+    assets: list
+    days: list[date]
+    qdb: QuestDBClient
+
+    def materialize(self, selection: list[str], srv: TqSimServer | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+        with tq_env(srv or self.srv):
+            return dg.materialize(self.assets, selection=selection, resources=self.resources,
+                                  instance=self.instance, raise_on_error=False, **kwargs)
+
+    def backfill(self, variety: str, first: date, last: date, srv: TqSimServer | None = None) -> dg.ExecuteInProcessResult:
+        """One run over a key range, as a single-run backfill launches it."""
+        tags = {"dagster/asset_partition_range_start": f"{first}|{variety}",
+                "dagster/asset_partition_range_end": f"{last}|{variety}"}
+        return self.materialize(["underlying_ticks", "main_l5", "day_index"], srv=srv, tags=tags)
+
+
+def truth_frame(market: SimMarket, contract: str, day: date) -> pl.DataFrame:
+    """The simulator's ticks for the day, level 2-5 columns as NaN where the exchange has none."""
+    ticks = market.ticks(contract, day)
+    frame = pl.from_pandas(ticks[["datetime", *[c for c in TICK_COLUMNS if c in ticks.columns]]])
+    frame = frame.rename({"datetime": "datetime_ns"}).with_columns(pl.col("datetime_ns").cast(pl.Int64))
+    return frame.with_columns(pl.lit(float("nan")).alias(c) for c in TICK_COLUMNS if c not in frame.columns)
+
+
+def truth_stats(market: SimMarket, contract: str, day: date) -> dict:
+    frame = with_row_hash(truth_frame(market, contract, day))
+    return {"rows_total": frame.height, **hash_aggregates(frame["row_hash"])}
+
+
+def materializations(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dict]:
+    out = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            if mat.asset_key.to_user_string() == asset:
+                out[mat.partition] = {k: v.value for k, v in mat.metadata.items()}
+    return out
+
+
+@pytest.fixture(scope="module")
+def chain(tq_sim: TqSimServer, questdb_settings: QuestDBSettings) -> Iterator[ChainRun]:
+    resources = {
+        "questdb": QuestDBResource(http_port=questdb_settings.http_port, pg_port=questdb_settings.pg_port,
+                                   host=questdb_settings.host),
+        "tqsdk": TqSdkResource(user="sim", password="sim", backoff_s=0.2),
+        "futures": FuturesSettings(start_date=str(tq_sim.market.cfg.start), now=SIM_NOW),
+    }
+    with QuestDBClient(questdb_settings) as qdb, dg.instance_for_test() as instance:
+        run = ChainRun(tq_sim, tq_sim.market, instance, resources, build_futures_assets(VARIETIES), [], qdb)
+        assert run.materialize(["trading_days"]).success
+        run.days = [date.fromisoformat(k) for k in instance.get_dynamic_partitions("trading_day")]
+        for variety in VARIETIES:
+            assert run.materialize(["main_schedule"], partition_key=variety).success
+        result = run.backfill("SHFE.cu", run.days[0], run.days[-1])
+        assert result.success, result.all_events[-1]
+        run.first_backfill = result  # type: ignore[attr-defined]
+        assert run.backfill("DCE.m", run.days[0], run.days[19]).success
+        yield run
+
+
+def test_partitions_are_exactly_the_trading_days(chain: ChainRun) -> None:
+    assert chain.days == chain.market.trading_days()
+    assert len(chain.days) >= 60
+    assert all(d.weekday() < 5 for d in chain.days)
+
+
+def test_schedule_segments_equal_the_simulator_rolls(chain: ChainRun) -> None:
+    for variety in VARIETIES:
+        rows = store.read_schedule(chain.qdb, variety)
+        assert [r.trading_day for r in rows] == chain.days
+        assert [(r.trading_day, r.main_contract) for r in rows] == [(d, chain.market.main_contract(variety, d)) for d in chain.days]
+        segments = []
+        for r in rows:
+            if not segments or segments[-1][1] != r.main_contract:
+                segments.append((r.trading_day, r.main_contract))
+        assert segments == chain.market.roll_days(variety)
+        assert len(segments) >= 2
+
+
+def test_main_l5_equals_the_scheduled_contract_day_by_day(chain: ChainRun) -> None:
+    index = store.read_index(chain.qdb, "KQ.m@SHFE.cu", chain.days[0], chain.days[-1], "main_l5")
+    by_day = {ts.date(): row for ts, row in zip(index["ts"], index.iter_rows(named=True))}
+    rolls = {d for d, _ in chain.market.roll_days("SHFE.cu")}
+    assert rolls <= set(by_day)
+    for day in chain.days:
+        contract = chain.market.main_contract("SHFE.cu", day)
+        truth = truth_stats(chain.market, contract, day)
+        got = by_day[day]
+        assert got["underlying_contract"] == contract
+        assert {k: got[k] for k in truth} == truth, day
+
+
+def test_read_api_returns_the_stored_series_in_order(chain: ChainRun) -> None:
+    roll = chain.market.roll_days("SHFE.cu")[1][0]
+    frame = read_ticks("KQ.m@SHFE.cu", chain.days[chain.days.index(roll) - 1], roll, settings=chain.qdb.settings)
+    assert frame["datetime_ns"].is_sorted()
+    assert set(frame["underlying_contract"]) == {chain.market.main_contract("SHFE.cu", d) for d in frame["trading_day"].dt.date().unique()}
+    truth = pl.from_pandas(chain.market.ticks(chain.market.main_contract("SHFE.cu", roll), roll)[["datetime", "last_price"]])
+    got = frame.filter(pl.col("trading_day").dt.date() == roll)
+    assert got["datetime_ns"].to_list() == truth["datetime"].cast(pl.Int64).to_list()
+    assert got["last_price"].to_list() == truth["last_price"].to_list()
+
+
+def test_each_partition_has_its_own_materialization_with_metadata(chain: ChainRun) -> None:
+    mats = materializations(chain.first_backfill, "main_l5")  # type: ignore[attr-defined]
+    assert len(mats) == len(chain.days)
+    last = mats[f"{chain.days[-1]}|SHFE.cu"]
+    assert last["final"] is False  # the simulator's "now" is inside the last trading day
+    first = materializations(chain.first_backfill, "underlying_ticks")[f"{chain.days[0]}|SHFE.cu"]  # type: ignore[attr-defined]
+    assert first["underlying"] == chain.market.main_contract("SHFE.cu", chain.days[0]) and first["rows"] > 0
+    assert first["ticks_received"] == first["ticks_kept"] == first["rows"]
+
+
+def test_rematerializing_a_partition_changes_nothing(chain: ChainRun) -> None:
+    roll = chain.market.roll_days("SHFE.cu")[1][0]
+    before = store.read_index(chain.qdb, "KQ.m@SHFE.cu", roll, roll, "main_l5").drop("updated_at")
+    total = chain.qdb.scalar("SELECT count() FROM ghtrader_ticks_main_l5_v2 WHERE symbol = 'KQ.m@SHFE.cu'")
+    assert chain.backfill("SHFE.cu", roll, roll).success
+    chain.qdb.wait_for_wal(store.SYMBOL_DAY_INDEX)
+    assert store.read_index(chain.qdb, "KQ.m@SHFE.cu", roll, roll, "main_l5").drop("updated_at").equals(before)
+    assert chain.qdb.scalar("SELECT count() FROM ghtrader_ticks_main_l5_v2 WHERE symbol = 'KQ.m@SHFE.cu'") == total
+
+
+def test_level_one_variety_has_empty_depth_levels(chain: ChainRun) -> None:
+    index = store.read_index(chain.qdb, "KQ.m@DCE.m", chain.days[0], chain.days[19], "main_l5")
+    assert index.height == 20 and not any(index["l5_present"])
+    frame = read_ticks("KQ.m@DCE.m", chain.days[0], chain.days[0], settings=chain.qdb.settings)
+    assert frame.height > 0 and frame.select(L2_TO_L5_PRICE_COLUMNS).null_count().sum_horizontal().item() + \
+        frame.select([pl.col(c).is_nan().sum() for c in L2_TO_L5_PRICE_COLUMNS]).sum_horizontal().item() == frame.height * 8
+    shfe = store.read_index(chain.qdb, "KQ.m@SHFE.cu", chain.days[0], chain.days[0], "main_l5")
+    assert shfe["l5_present"].to_list() == [True]
+
+
+def test_a_failed_download_is_reported_and_fills_on_a_later_run(chain: ChainRun, tq_sim_factory) -> None:
+    days = chain.days[20:23]
+    contract = chain.market.main_contract("DCE.m", days[1])
+    # The first day downloads (three tick answers); then the server stops answering that session, so the
+    # second day's only attempt runs out of time.
+    broken = tq_sim_factory(faults=Faults(stall_after_tick_responses=3, stall_seconds=30))
+    chain.resources["tqsdk"] = TqSdkResource(user="sim", password="sim", retries=1, download_timeout_s=4)
+    try:
+        result = chain.backfill("DCE.m", days[0], days[-1], srv=broken)
+    finally:
+        chain.resources["tqsdk"] = TqSdkResource(user="sim", password="sim", backoff_s=0.2)
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    message = str(failure.event_specific_data.error)
+    assert "of 3 partitions failed" in message and f"{days[1]}|DCE.m" in message and contract in message
+    assert f"{days[0]}|DCE.m" in materializations(result, "main_l5")
+    assert chain.backfill("DCE.m", days[0], days[-1]).success
+    for day in days:
+        stats = store.read_index(chain.qdb, "KQ.m@DCE.m", day, day, "main_l5")
+        assert stats["rows_total"].to_list() == [truth_stats(chain.market, chain.market.main_contract("DCE.m", day), day)["rows_total"]]
+
+
+def test_a_provider_empty_day_is_recorded_and_stays_retriable(chain: ChainRun, tq_sim_factory) -> None:
+    day = chain.days[30]
+    contract = chain.market.main_contract("DCE.m", day)
+    empty = tq_sim_factory(faults=Faults(no_tick_days=((contract, day),)))
+    result = chain.backfill("DCE.m", day, day, srv=empty)
+    assert result.success
+    assert materializations(result, "underlying_ticks")[f"{day}|DCE.m"]["no_data"] is True
+    assert day in store.open_no_data_days(chain.qdb, contract)
+    assert chain.backfill("DCE.m", day, day).success
+    assert day not in store.open_no_data_days(chain.qdb, contract)
+
+
+def test_unknown_varieties_are_refused_clearly(chain: ChainRun) -> None:
+    with pytest.raises(ScheduleError, match="not a futures variety"):
+        build_futures_assets(("SHFE.cu", "SHFE.cu'; DROP TABLE x"))
+    assets = build_futures_assets(("SHFE.zz",))
+    with tq_env(chain.srv):
+        result = dg.materialize(assets, selection=["trading_days"], resources=chain.resources,
+                                instance=chain.instance, raise_on_error=False)
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "SHFE.zz" in str(failure.event_specific_data.error)
