@@ -11,7 +11,7 @@ import sys
 COMMAND_MODULES = (
     "ghtrader_assets.io.questdb_server",
     "ghtrader_assets.ibkr_cli",
-    "ghtrader_assets.demo",
+    "ghtrader_assets.sim.demo",
 )
 
 

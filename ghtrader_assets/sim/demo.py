@@ -1,0 +1,123 @@
+"""The offline demo: the project's QuestDB plus the local simulators, driving the real assets.
+
+It materializes the futures chain for SHFE.cu and DCE.m over the simulated trading days (and, when the
+IBKR stages are installed, discovery and both stages for three symbols) into the persistent Dagster
+instance under DAGSTER_HOME, so every run shows up in the UI afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from datetime import date, datetime, time as dtime
+from pathlib import Path
+
+import dagster as dg
+
+from ghtrader_assets.envfile import load_env_file
+from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
+from ghtrader_assets.io.questdb_server import QuestDBServer, healthy, ports_from_env
+
+DEMO_VARIETIES = ("SHFE.cu", "DCE.m")
+DEMO_START, DEMO_END = date(2024, 1, 2), date(2024, 2, 29)
+
+
+def ensure_questdb() -> QuestDBSettings:
+    """Use the configured server; start the project's own one unless GHTRADER_QUESTDB_EXTERNAL=1."""
+    settings = QuestDBSettings.from_env()
+    if os.environ.get("GHTRADER_QUESTDB_EXTERNAL", "0") == "1":
+        print(f"QuestDB: using the existing server at {settings.host}:{settings.http_port}")
+        return settings
+    home = Path(os.environ.get("GHTRADER_QUESTDB_HOME", ".qdb"))
+    ports = ports_from_env()
+    if healthy(settings.host, ports.health):
+        print(f"QuestDB: already running on {settings.host} (http {ports.http}, pg {ports.pg})")
+    else:
+        server = QuestDBServer(home=home, ports=ports).start()
+        print(f"QuestDB: started pid {server.pid} (http {ports.http}, pg {ports.pg}, data {home}/root)")
+    return settings
+
+
+def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance, selection: list[str], **kwargs) -> dg.ExecuteInProcessResult:
+    started = time.monotonic()
+    result = dg.materialize(list(defs.assets or []), selection=selection, resources=defs.resources,
+                            instance=instance, raise_on_error=False, **kwargs)
+    what = kwargs.get("partition_key") or kwargs.get("tags", {}).get("dagster/asset_partition_range_start", "")
+    print(f"  {'ok  ' if result.success else 'FAIL'} {','.join(selection)} {what} ({time.monotonic() - started:.1f}s, run {result.run_id[:8]})")
+    return result
+
+
+def run_futures_demo(instance: dg.DagsterInstance) -> bool:
+    from ghtrader_assets.definitions import defs as load_defs
+    from ghtrader_assets.io import futures_store as store
+    from ghtrader_assets.sim.tq import MarketConfig, TqSimServer
+
+    cfg = MarketConfig(seed=1, start=DEMO_START, end=DEMO_END, varieties=("SHFE.cu", "SHFE.rb", "DCE.m", "CFFEX.IF"))
+    with TqSimServer(cfg) as srv:
+        os.environ.update(srv.env())
+        os.environ.update(
+            TQSDK_USER=cfg.username, TQSDK_PASSWORD=cfg.password, GHTRADER_START_DATE=str(DEMO_START),
+            GHTRADER_NOW=datetime.combine(DEMO_END, dtime(17, 0)).isoformat() + "+08:00",
+            GHTRADER_SCHEDULE_SOURCE=os.environ.get("GHTRADER_SCHEDULE_SOURCE") or "backtest",
+            GHTRADER_VARIETIES=",".join(DEMO_VARIETIES),
+        )
+        print(f"TqSdk simulator: {srv.md_url} ({cfg.start}..{cfg.end}, seed {cfg.seed})")
+        defs = load_defs()
+        ok = _materialize(defs, instance, ["trading_days"]).success
+        days = instance.get_dynamic_partitions("trading_day")
+        for variety in DEMO_VARIETIES:
+            ok &= _materialize(defs, instance, ["main_schedule"], partition_key=variety).success
+            ok &= _materialize(defs, instance, ["underlying_ticks", "main_l5", "day_index"], tags={
+                "dagster/asset_partition_range_start": f"{days[0]}|{variety}",
+                "dagster/asset_partition_range_end": f"{days[-1]}|{variety}"}).success
+    with QuestDBClient(QuestDBSettings.from_env()) as qdb:
+        print("\nFutures chain summary")
+        print(f"  {'variety':9} {'days':>5} {'main_l5 rows':>13} {'segments':>9} {'no-data days':>13}  rolls")
+        for variety in DEMO_VARIETIES:
+            rows = store.read_schedule(qdb, variety)
+            index = store.read_index(qdb, f"KQ.m@{variety}", DEMO_START, DEMO_END, "main_l5")
+            no_data = int((index["rows_total"] == 0).sum()) if index.height else 0
+            rolls = [(r.trading_day, r.main_contract) for i, r in enumerate(rows) if i == 0 or rows[i - 1].main_contract != r.main_contract]
+            print(f"  {variety:9} {index.height:>5} {int(index['rows_total'].sum() or 0):>13,} {len(rolls):>9} {no_data:>13}  "
+                  + ", ".join(f"{d:%m-%d} {c.split('.')[1]}" for d, c in rolls))
+    return ok
+
+
+def run_ibkr_demo_if_present() -> bool:
+    try:
+        from ghtrader_assets.ibkr_stages import run_ibkr_demo
+    except ImportError:
+        return True
+    from ghtrader_assets.sim.ib import GatewayConfig, GatewaySim
+
+    with GatewaySim(GatewayConfig(seed=7)) as sim:
+        print(f"\nIB Gateway simulator: {sim.host}:{sim.port}")
+        counts = run_ibkr_demo(sim.host, sim.port, symbols=("AAPL", "MSFT", "SPY"))
+    print("IBKR stages summary (requests by status): " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return not counts.get("ERR")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    load_env_file(Path(".env"))
+    settings = ensure_questdb()
+    with QuestDBClient(settings) as client:
+        tables = client.bootstrap()
+        client.ping()
+    print(f"QuestDB: schema ready ({len(tables)} tables)")
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(Path(".dagster_home").resolve())
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.get()
+    print(f"Dagster instance: {os.environ['DAGSTER_HOME']}\n")
+    ok = run_futures_demo(instance)
+    ok &= run_ibkr_demo_if_present()
+    print("\nLook at it in the UI: bash scripts/dagster-dev.sh, then open http://127.0.0.1:3000 "
+          "(Assets -> main_l5 -> Partitions). QuestDB console: http://127.0.0.1:"
+          f"{settings.http_port}  (stop QuestDB: .venv/bin/ghtrader-assets questdb stop)")
+    return 0 if ok else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="run the main job on the embedded default (local QuestDB + simulators)")
+    parser.set_defaults(func=run_demo)
