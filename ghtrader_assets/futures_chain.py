@@ -184,8 +184,10 @@ def fetch_underlying_day(
     day: date,
     now: datetime,
     result: DayResult,
+    open_no_data: set[tuple[str, date]],
 ) -> None:
-    """Download the scheduled contract's ticks of `day` (start = end = day) and store exactly them."""
+    """Download the scheduled contract's ticks of `day` (start = end = day) and store exactly them.
+    `open_no_data` holds the unresolved no-data records (see store.open_no_data_days); kept up to date."""
     contract = row.main_contract
     bounds = calendar.bounds_ns(day)
     frame, report = clean_ticks(tq.ticks(contract, day), calendar, sessions, day)
@@ -195,6 +197,7 @@ def fetch_underlying_day(
     if frame.height == 0:
         reason = "provider returned no ticks" if result.final else "provider returned no ticks (day unfinished)"
         store.write_no_data(qdb, contract, day, "raw", reason, resolved=False)
+        open_no_data.add((contract, day))
         result.no_data = True
         result.raw = {"rows_total": 0}
         return
@@ -203,8 +206,9 @@ def fetch_underlying_day(
         pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day"),
     )
     store.replace_raw_day(qdb, contract, day, bounds, frame.select(RAW_TICKS.column_names))
-    if day in store.open_no_data_days(qdb, contract):
+    if (contract, day) in open_no_data:
         store.write_no_data(qdb, contract, day, "raw", "data arrived on a later run", resolved=True)
+        open_no_data.discard((contract, day))
     result.raw = store.frame_stats(frame)
 
 
@@ -215,9 +219,11 @@ def build_main_l5_day(qdb: QuestDBClient, calendar: TradingCalendar, row: Schedu
 
 def index_day(qdb: QuestDBClient, calendar: TradingCalendar, row: ScheduleRow, variety: str, day: date, result: DayResult) -> None:
     """Index what is stored (raw contract and main series) and check the two agree: main_l5 is a copy
-    of the scheduled contract's day, so rows and row-hash aggregates must be equal."""
+    of the scheduled contract's day, so rows and row-hash aggregates must equal those of the raw ticks
+    (as just fetched, when this run fetched them)."""
     bounds = calendar.bounds_ns(day)
-    raw = store.day_stats(qdb, RAW_TICKS, row.main_contract, day, bounds)
+    raw = result.raw if result.raw and "row_hash_sum" in result.raw else store.day_stats(qdb, RAW_TICKS, row.main_contract, day, bounds)
+    qdb.wait_for_wal(store.MAIN_L5_TICKS)
     main = store.day_stats(qdb, store.MAIN_L5_TICKS, main_symbol(variety), day, bounds)
     store.write_index(qdb, row.main_contract, day, "raw", raw, None)
     store.write_index(qdb, main_symbol(variety), day, "main_l5", main, row.main_contract)
@@ -229,16 +235,22 @@ def index_day(qdb: QuestDBClient, calendar: TradingCalendar, row: ScheduleRow, v
         raise ChainError(f"{main_symbol(variety)} {day}: main_l5 differs from {row.main_contract} raw ticks: {mismatch}")
 
 
-def verify_index(qdb: QuestDBClient, calendar: TradingCalendar, symbol: str, day: date, kind: str) -> list[str]:
-    """Compare the stored day index of (symbol, day, kind) with the stored rows; return the differences."""
-    table = store.KINDS[kind]
+def verify_index(qdb: QuestDBClient, symbol: str, kind: str, stored: dict[date, dict]) -> list[str]:
+    """Compare the day index rows of `symbol` with stats computed from the stored ticks (`stored`, by
+    trading day); return the differences, one line each. One query for the whole range."""
     qdb.wait_for_wal(store.SYMBOL_DAY_INDEX)
-    index = store.read_index(qdb, symbol, day, day, kind)
-    stats = store.day_stats(qdb, table, symbol, day, calendar.bounds_ns(day))
-    if index.height == 0:
-        return [f"{symbol} {day} {kind}: no index row"] if stats["rows_total"] else []
-    entry = index.row(0, named=True)
-    return [f"{symbol} {day} {kind}: {k} index={entry[k]} stored={v}" for k, v in stats.items() if entry[k] != v]
+    if not stored:
+        return []
+    index = store.read_index(qdb, symbol, min(stored), max(stored), kind)
+    entries = {ts.date(): row for ts, row in zip(index["ts"], index.iter_rows(named=True))} if index.height else {}
+    problems = []
+    for day, stats in sorted(stored.items()):
+        entry = entries.get(day)
+        if entry is None:
+            problems.append(f"{symbol} {day} {kind}: no index row")
+            continue
+        problems += [f"{symbol} {day} {kind}: {k} index={entry[k]} stored={v}" for k, v in stats.items() if entry[k] != v]
+    return problems
 
 
 def is_final(calendar: TradingCalendar, day: date, now: datetime) -> bool:

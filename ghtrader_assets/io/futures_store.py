@@ -147,13 +147,16 @@ def _count(client: QuestDBClient, table: Table, symbol: str, day: date, bounds: 
 
 
 def replace_raw_day(client: QuestDBClient, contract: str, day: date, bounds: tuple[int, int], frame: pl.DataFrame) -> int:
-    """Store exactly `frame` (the 33 raw columns) as the raw ticks of (contract, day)."""
+    """Store exactly `frame` (the 33 raw columns) as the raw ticks of (contract, day); on return the
+    rows are applied (visible to reads)."""
     parse_contract(contract)
+    had_rows = _count(client, RAW_TICKS, contract, day, bounds) > 0
     client.write(RAW_TICKS, frame)
-    if _count(client, RAW_TICKS, contract, day, bounds) != frame.height:
+    # Rows already there that the new frame does not upsert would stay: count after, rebuild if so.
+    if had_rows and _count(client, RAW_TICKS, contract, day, bounds) != frame.height:
         _rebuild_without(client, RAW_TICKS, contract, day, bounds)
         client.write(RAW_TICKS, frame)
-        client.wait_for_wal(RAW_TICKS)
+    client.wait_for_wal(RAW_TICKS)
     return frame.height
 
 
@@ -164,6 +167,7 @@ def materialize_main_l5(client: QuestDBClient, variety: str, day: date, bounds: 
     contract = row.main_contract
     parse_contract(contract)
     raw_rows = _count(client, RAW_TICKS, contract, day, bounds)
+    had_rows = _count(client, MAIN_L5_TICKS, symbol, day, bounds) > 0
     values = ", ".join(TICK_COLUMNS)
     insert = (
         f"INSERT INTO {MAIN_L5_TICKS.name} (symbol, ts, datetime_ns, seq, trading_day, {values}, "
@@ -174,7 +178,7 @@ def materialize_main_l5(client: QuestDBClient, variety: str, day: date, bounds: 
     )
     client.execute(insert)
     stored = _count(client, MAIN_L5_TICKS, symbol, day, bounds)
-    if stored != raw_rows or _foreign_rows(client, symbol, day, bounds, row):
+    if had_rows and (stored != raw_rows or _foreign_rows(client, symbol, day, bounds, row)):
         _rebuild_without(client, MAIN_L5_TICKS, symbol, day, bounds)
         client.execute(insert)
         stored = _count(client, MAIN_L5_TICKS, symbol, day, bounds)
@@ -278,13 +282,14 @@ def write_no_data(client: QuestDBClient, symbol: str, day: date, kind: str, reas
     client.write(NO_DATA_DAYS, frame)
 
 
-def open_no_data_days(client: QuestDBClient, symbol: str) -> list[date]:
-    check_symbol(symbol)
+def open_no_data_days(client: QuestDBClient, symbol: str | None = None) -> set[tuple[str, date]]:
+    """(symbol, trading day) pairs with an unresolved no-data record, for one symbol or all."""
     client.wait_for_wal(NO_DATA_DAYS)
-    frame = client.query(
-        f"SELECT ts FROM {NO_DATA_DAYS.name} WHERE symbol = %s AND resolved = false ORDER BY ts", (symbol,)
-    )
-    return [ts.date() for (ts,) in frame.iter_rows()]
+    where, params = "resolved = false", ()
+    if symbol is not None:
+        where, params = "resolved = false AND symbol = %s", (check_symbol(symbol),)
+    frame = client.query(f"SELECT symbol, ts FROM {NO_DATA_DAYS.name} WHERE {where}", params)
+    return {(s, ts.date()) for s, ts in frame.iter_rows()}
 
 
 def read_ticks(client: QuestDBClient, symbol: str, days: Sequence[date], calendar: TradingCalendar, kind: str) -> pl.DataFrame:

@@ -80,6 +80,7 @@ class QuestDBClient:
     def __init__(self, settings: QuestDBSettings) -> None:
         self.settings = settings
         self._conn: psycopg.Connection | None = None
+        self._sender: Sender | None = None
 
     # -- PGWire -------------------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection:
@@ -165,10 +166,13 @@ class QuestDBClient:
             raise ValueError(f"frame for {table.name} lacks columns {sorted(missing)}")
         pdf = frame.select(table.column_names).to_pandas(use_pyarrow_extension_array=True)
         try:
-            with Sender.from_conf(self.settings.ilp_conf()) as sender:
-                sender.dataframe(pdf, table_name=identifier(table.name), symbols=list(table.symbol_columns), at="ts")
-                sender.flush()
+            if self._sender is None:  # one sender (one keep-alive HTTP connection) per client
+                self._sender = Sender.from_conf(self.settings.ilp_conf())
+                self._sender.establish()
+            self._sender.dataframe(pdf, table_name=identifier(table.name), symbols=list(table.symbol_columns), at="ts")
+            self._sender.flush()
         except IngressError as exc:
+            self._close_sender()
             raise QuestDBError(
                 f"QuestDB ILP write to {table.name} at {self.settings.http_url} failed: {_first_line(exc)}"
             ) from exc
@@ -188,6 +192,7 @@ class QuestDBClient:
         """Block until every committed WAL transaction of `table` is applied, so the next read sees it."""
         name = identifier(table.name if isinstance(table, Table) else table)
         deadline = time.monotonic() + timeout_s
+        pause = 0.005  # WAL apply usually takes milliseconds; back off to 50 ms for long applies
         while True:
             row = self.query(
                 "SELECT writerTxn, sequencerTxn, suspended FROM wal_tables() WHERE name = %s", (name,)
@@ -201,12 +206,22 @@ class QuestDBClient:
                 return
             if time.monotonic() > deadline:
                 raise QuestDBError(f"{name}: WAL not applied after {timeout_s:.0f}s ({writer_txn}/{sequencer_txn})")
-            time.sleep(0.05)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     def ping(self) -> str:
         return str(self.scalar("SELECT version()"))
 
+    def _close_sender(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            try:
+                sender.close(flush=False)
+            except IngressError:
+                pass
+
     def close(self) -> None:
+        self._close_sender()
         if self._conn is not None:
             try:
                 self._conn.close()

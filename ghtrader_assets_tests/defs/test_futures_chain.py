@@ -193,9 +193,9 @@ def test_a_provider_empty_day_is_recorded_and_stays_retriable(chain: ChainRun, t
     result = chain.backfill("DCE.m", day, day, srv=empty)
     assert result.success
     assert materializations(result, "underlying_ticks")[f"{day}|DCE.m"]["no_data"] is True
-    assert day in store.open_no_data_days(chain.qdb, contract)
+    assert (contract, day) in store.open_no_data_days(chain.qdb, contract)
     assert chain.backfill("DCE.m", day, day).success
-    assert day not in store.open_no_data_days(chain.qdb, contract)
+    assert (contract, day) not in store.open_no_data_days(chain.qdb, contract)
 
 
 def test_unknown_varieties_are_refused_clearly(chain: ChainRun) -> None:

@@ -130,10 +130,11 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         selected = context.selected_asset_keys
         parts = sorted(VarietyDay.parse(k) for k in context.partition_keys)
         failures: dict[str, str] = {}
-        mismatches: list[str] = []
+        indexed: dict[str, dict] = {}  # main symbol -> {day: stats computed from the stored ticks}
         now = futures.clock()
         with questdb.client() as qdb:
             calendar = store.read_calendar(qdb)
+            open_no_data = store.open_no_data_days(qdb)
             schedules: dict[str, dict] = {}
             sessions: dict[str, Sessions] = {}
             for i, part in enumerate(parts, 1):
@@ -152,7 +153,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                         if part.variety not in sessions:
                             sessions[part.variety] = Sessions.parse(_trading_time(qdb, part.variety))
                         chain.fetch_underlying_day(tqsdk.client(), qdb, calendar, sessions[part.variety], row, part.variety,
-                                                   part.trading_day, now, result)
+                                                   part.trading_day, now, result, open_no_data)
                         context.log_event(dg.AssetMaterialization(UNDERLYING_TICKS, partition=str(key), metadata={
                             **common, **_tick_metadata(result.raw), "no_data": result.no_data,
                             **(result.cleaning.as_metadata() if result.cleaning else {})}))
@@ -162,7 +163,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                             **common, "symbol": main_symbol(part.variety), **_tick_metadata(result.main_l5)}))
                     if DAY_INDEX in selected:
                         chain.index_day(qdb, calendar, row, part.variety, part.trading_day, result)
-                        mismatches += chain.verify_index(qdb, calendar, main_symbol(part.variety), part.trading_day, "main_l5")
+                        indexed.setdefault(main_symbol(part.variety), {})[part.trading_day] = result.index
                         context.log_event(dg.AssetMaterialization(DAY_INDEX, partition=str(key), metadata={
                             **common, **_tick_metadata(result.index), "l5_present": bool(result.index["l5_present"]),
                             "row_hash_sum": result.index["row_hash_sum"]}))
@@ -172,6 +173,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                 except Exception as exc:  # noqa: BLE001 - one bad day must not stop the range
                     failures[str(key)] = f"{type(exc).__name__}: {exc}"
                     context.log.error("[%d/%d] %s %s failed: %s", i, len(parts), part.variety, part.trading_day, exc)
+            mismatches = [m for symbol, days in indexed.items() for m in chain.verify_index(qdb, symbol, "main_l5", days)]
         if DAY_INDEX in selected:
             yield dg.AssetCheckResult(
                 check_name=INDEX_CHECK, asset_key=DAY_INDEX, passed=not mismatches,
