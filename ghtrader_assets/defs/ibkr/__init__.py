@@ -1,0 +1,15 @@
+"""IBKR option-bar backfill: contracts, hours and minutes assets per symbol, their resources and the universe sensor."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ghtrader_assets.defs.ibkr.assets import ibkr_contracts, ibkr_hours_bars, ibkr_minutes_bars
+from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
+from ghtrader_assets.defs.ibkr.sensors import ibkr_universe_sync
+
+defs = dg.Definitions(
+    assets=[ibkr_contracts, ibkr_hours_bars, ibkr_minutes_bars],
+    resources={"ib_gateway": IBGatewayResource(), "ibkr_storage": IBKRStorageResource()},
+    sensors=[ibkr_universe_sync],
+)

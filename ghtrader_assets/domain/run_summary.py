@@ -1,0 +1,221 @@
+"""Run summary records (one JSONL line per request): statuses, resume keys and the rerun universe."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from ghtrader_assets.domain.universe import UniverseEntry
+
+Stage = Literal["contracts", "hours", "minutes"]
+Purpose = Literal["bars", "reference", "discovery", "symbol"]
+STAGES: tuple[Stage, ...] = ("contracts", "hours", "minutes")
+
+
+class Status(StrEnum):
+    """OK: bars stored. EMPTY: the gateway said there is no data (error 162 'HMDS query returned no
+    data'). ERR: error, timeout, disconnect, or pacing that never cleared. SKIPPED: not requested
+    (already OK for this stage and window, or dry run)."""
+
+    OK = "OK"
+    EMPTY = "EMPTY"
+    ERR = "ERR"
+    SKIPPED = "SKIPPED"
+
+
+@dataclass(frozen=True)
+class SummaryRecord:
+    """One request's outcome. `purpose`: bars (a contract's bars), reference (the underlying close
+    for the minutes subset), discovery (a symbol's contracts), symbol (a symbol-level failure such
+    as a missing cache). Times are UTC; `elapsed_s` in seconds."""
+
+    run_id: str
+    stage: Stage
+    purpose: Purpose
+    symbol: str
+    window: str
+    status: Status
+    conid: int | None = None
+    bar_size: str | None = None
+    what: str | None = None
+    duration: str | None = None
+    bars: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    output_path: str | None = None
+    elapsed_s: float = 0.0
+    attempts: int = 0
+    recorded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSONL layout (seed field names: conId, barSize, what, elapsed)."""
+        return {
+            "run_id": self.run_id,
+            "stage": self.stage,
+            "purpose": self.purpose,
+            "status": str(self.status),
+            "symbol": self.symbol,
+            "conId": self.conid,
+            "barSize": self.bar_size,
+            "what": self.what,
+            "duration": self.duration,
+            "window": self.window,
+            "bars": self.bars,
+            "first": _iso(self.first),
+            "last": _iso(self.last),
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "output_path": self.output_path,
+            "elapsed": round(self.elapsed_s, 4),
+            "attempts": self.attempts,
+            "recorded_at": _iso(self.recorded_at),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SummaryRecord:
+        """Inverse of to_json."""
+        return cls(
+            run_id=data["run_id"],
+            stage=data["stage"],
+            purpose=data.get("purpose", "bars"),
+            status=Status(data["status"]),
+            symbol=data["symbol"],
+            conid=data.get("conId"),
+            bar_size=data.get("barSize"),
+            what=data.get("what"),
+            duration=data.get("duration"),
+            window=data.get("window", ""),
+            bars=int(data.get("bars") or 0),
+            first=_parse(data.get("first")),
+            last=_parse(data.get("last")),
+            error_code=data.get("error_code"),
+            error_message=data.get("error_message"),
+            output_path=data.get("output_path"),
+            elapsed_s=float(data.get("elapsed") or 0.0),
+            attempts=int(data.get("attempts") or 0),
+            recorded_at=_parse(data.get("recorded_at")) or datetime.min.replace(tzinfo=UTC),
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _parse(value: str | None) -> datetime | None:
+    return None if not value else datetime.fromisoformat(value)
+
+
+def window_key(stage: Stage, bar_size: str, duration: str, what: str, use_rth: bool, end_day: date) -> str:
+    """Resume window: a contract OK under the same key is not requested again unless forced.
+    `end_day` is the New York date of the request's end time."""
+    return f"{stage}|{bar_size}|{duration}|{what}|{'rth' if use_rth else 'all'}|{end_day.isoformat()}"
+
+
+def summary_dir(state_dir: Path, stage: Stage) -> Path:
+    """`state_dir/run_logs/<stage>`."""
+    return state_dir / "run_logs" / stage
+
+
+def summary_path(state_dir: Path, stage: Stage, run_id: str) -> Path:
+    """`state_dir/run_logs/<stage>/summary_<run-id>.jsonl`."""
+    return summary_dir(state_dir, stage) / f"summary_{run_id}.jsonl"
+
+
+class SummaryWriter:
+    """Append-only JSONL writer; each record is flushed at once so a crash keeps what was done."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = path.open("a", encoding="utf-8")
+
+    def write(self, record: SummaryRecord) -> None:
+        self._handle.write(json.dumps(record.to_json(), separators=(",", ":")) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+    def __enter__(self) -> SummaryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_records(paths: Iterable[Path]) -> list[SummaryRecord]:
+    """Records of the given JSONL files in recorded order; a torn last line (crash mid-write) is skipped."""
+    records: list[SummaryRecord] = []
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                records.append(SummaryRecord.from_json(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, ValueError):
+                continue
+    return sorted(records, key=lambda r: r.recorded_at)
+
+
+def read_stage_records(state_dir: Path, stage: Stage) -> list[SummaryRecord]:
+    """Every record of every summary file of `stage`."""
+    directory = summary_dir(state_dir, stage)
+    return read_records(sorted(directory.glob("summary_*.jsonl"))) if directory.is_dir() else []
+
+
+def ok_keys(records: Iterable[SummaryRecord]) -> set[tuple[str, int]]:
+    """(window, conid) pairs that have an OK bars record: the resume skip set."""
+    return {
+        (r.window, r.conid)
+        for r in records
+        if r.purpose == "bars" and r.status is Status.OK and r.conid is not None
+    }
+
+
+def latest_runs(records: Sequence[SummaryRecord], count: int) -> list[SummaryRecord]:
+    """Records of the `count` most recent runs (ordered by each run's last record)."""
+    last_seen: dict[str, datetime] = {}
+    for record in records:
+        last_seen[record.run_id] = max(record.recorded_at, last_seen.get(record.run_id, record.recorded_at))
+    keep = set(sorted(last_seen, key=last_seen.__getitem__)[-count:]) if count > 0 else set()
+    return [r for r in records if r.run_id in keep]
+
+
+def latest_outcomes(records: Iterable[SummaryRecord]) -> dict[tuple[str, str, str, int | None], SummaryRecord]:
+    """Latest non-SKIPPED outcome per (stage, window, symbol, conid); a later OK clears an earlier ERR."""
+    latest: dict[tuple[str, str, str, int | None], SummaryRecord] = {}
+    for record in sorted(records, key=lambda r: r.recorded_at):
+        if record.status is Status.SKIPPED or record.purpose == "reference":
+            continue
+        latest[(record.stage, record.window, record.symbol, record.conid)] = record
+    return latest
+
+
+def rerun_entries(
+    records: Iterable[SummaryRecord], statuses: Iterable[Status] = (Status.ERR, Status.EMPTY)
+) -> tuple[UniverseEntry, ...]:
+    """Universe of the symbols whose latest outcome for some contract (or the symbol itself) is in
+    `statuses`: the input of the next, filling-in run."""
+    wanted = set(statuses)
+    symbols = {key[2] for key, record in latest_outcomes(records).items() if record.status in wanted}
+    return tuple(UniverseEntry(symbol) for symbol in sorted(symbols))
+
+
+def count_by_status(records: Iterable[SummaryRecord]) -> dict[str, int]:
+    """Number of records per status (every status present, zero when absent)."""
+    counts = {str(status): 0 for status in Status}
+    for record in records:
+        counts[str(record.status)] += 1
+    return counts
+

@@ -1,0 +1,572 @@
+"""Async IB Gateway client around ib_insync.IB: reconnecting session, SMART option discovery, paced historical bars."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import polars as pl
+from ib_insync import IB, Contract, Option, Stock
+
+from ghtrader_assets.domain.bar_merge import BAR_SCHEMA, empty_bars
+from ghtrader_assets.domain.contracts_cache import OptionContract
+from ghtrader_assets.domain.run_summary import Status
+
+NEW_YORK = ZoneInfo("America/New_York")
+MAX_OPEN_HISTORICAL = 50  # IB's cap on simultaneously open historical requests
+# Error codes: 162 historical data service (no data, or pacing violation in the text);
+# 2100-2199 and these are informational warnings that end no request.
+_WARNING_CODES = frozenset({110, 165, 202, 366, 399, 404, 434, 492, 10167})
+_BACKOFF_CAP_S = 60.0
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class GatewayUnavailableError(ConnectionError):
+    """The gateway could not be (re)connected within the configured attempts."""
+
+
+class DiscoveryError(RuntimeError):
+    """Option discovery failed for a symbol (stock unknown, no SMART chain, timeouts)."""
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Connection and pacing settings. Times in seconds; `max_in_flight` open historical requests
+    (1..50, IB's cap); `rate_per_s` historical requests per second (token bucket of `burst`
+    tokens); `client_msg_rate` is ib_insync's own message throttle per second (0 disables it, for
+    simulators); `request_attempts` re-issues after gateway drops; `pacing_retries` retries after
+    pacing violations with backoff from `pacing_backoff_s` doubling up to 60 s."""
+
+    host: str = "127.0.0.1"
+    port: int = 4002
+    client_id: int = 17
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float = 60.0
+    max_in_flight: int = 40  # below IB's 50: other clients of the same gateway count too
+    rate_per_s: float = 10.0
+    burst: int = 1
+    pacing_retries: int = 6
+    pacing_backoff_s: float = 2.0
+    reconnect_attempts: int = 8
+    reconnect_backoff_s: float = 1.0
+    request_attempts: int = 4
+    client_msg_rate: int = 45
+    qualify_batch_size: int = 50
+    quiet_vendor_logs: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_in_flight <= MAX_OPEN_HISTORICAL:
+            raise ValueError(f"max_in_flight must be in 1..{MAX_OPEN_HISTORICAL}, got {self.max_in_flight}")
+        for name in ("connect_timeout_s", "request_timeout_s", "rate_per_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("burst", "request_attempts", "reconnect_attempts", "qualify_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.pacing_retries < 0 or self.client_msg_rate < 0:
+            raise ValueError("pacing_retries and client_msg_rate must be >= 0")
+
+
+@dataclass(frozen=True)
+class StockRef:
+    """An underlying stock on SMART; conid optional (qualified on first use)."""
+
+    symbol: str
+    conid: int | None = None
+    currency: str = "USD"
+
+
+@dataclass(frozen=True)
+class BarQuery:
+    """One historical request. `end` None means now; bar_size e.g. '8 hours', duration e.g. '6 M'."""
+
+    bar_size: str
+    duration: str
+    what: str = "TRADES"
+    use_rth: bool = True
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BarFetch:
+    """Result of one historical request, classified. `bars` has BAR_SCHEMA (ts in UTC)."""
+
+    status: Status
+    bars: pl.DataFrame
+    error_code: int | None
+    error_message: str | None
+    elapsed_s: float
+    attempts: int
+    query: BarQuery | None = None
+
+    @property
+    def first(self) -> datetime | None:
+        """Start (UTC) of the first bar, None without bars."""
+        value = self.bars["ts"].min() if self.bars.height else None
+        return value if isinstance(value, datetime) else None
+
+    @property
+    def last(self) -> datetime | None:
+        """Start (UTC) of the last bar, None without bars."""
+        value = self.bars["ts"].max() if self.bars.height else None
+        return value if isinstance(value, datetime) else None
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """Discovery of one symbol: the stock's conId, the qualified contracts and how many chain
+    candidates IB did not know."""
+
+    underlying_conid: int
+    contracts: tuple[OptionContract, ...]
+    unknown: int
+
+
+@dataclass
+class GatewayStats:
+    """Counters of one client session."""
+
+    requests: int = 0
+    pacing_violations: int = 0
+    timeouts: int = 0
+    reconnects: int = 0
+    disconnects: int = 0
+    max_in_flight_seen: int = 0
+
+
+class TokenBucket:
+    """Token bucket: `rate` tokens per second, at most `burst` saved; callers wait in FIFO order.
+    `pause(seconds)` stops issuing tokens for a while (pacing backoff for everyone)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        self._tokens = 0.0
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                if now < self._paused_until:
+                    await asyncio.sleep(self._paused_until - now)
+                    self._last = time.monotonic()
+                    continue
+                self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+                self._last = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                await asyncio.sleep((1.0 - self._tokens) / self._rate)
+
+
+def classify(bar_count: int, error: tuple[int, str] | None, timed_out: bool) -> tuple[Status, bool]:
+    """(status, is_pacing) of a finished request. ib_insync ends errored and timed-out requests
+    with an empty list, so the errorEvent for the reqId decides: 162 'no data' -> EMPTY, a
+    'pacing violation' text -> retry, any other error or a timeout -> ERR."""
+    if error is not None:
+        code, message = error
+        text = message.lower()
+        if "pacing violation" in text:
+            return Status.ERR, True
+        if code == 162 and ("no data" in text or "returned no data" in text):
+            return Status.EMPTY, False
+        return (Status.OK if bar_count else Status.ERR), False
+    if timed_out:
+        return Status.ERR, False
+    return (Status.OK if bar_count else Status.EMPTY), False
+
+
+class IBGatewayClient:
+    """One API session. Use as `async with IBGatewayClient(settings) as gw:`. Every request has a
+    timeout; historical requests are capped at `max_in_flight` open at once, issued through the
+    token bucket, retried with backoff on pacing violations, and re-issued after a reconnect when
+    the gateway drops."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.stats = GatewayStats()
+        if settings.quiet_vendor_logs:
+            # ib_insync logs every unknown chain candidate (error 200) and every no-data answer at
+            # ERROR; each outcome is classified and recorded in the run summary instead.
+            for name in ("ib_insync.wrapper", "ib_insync.ib", "ib_insync.client"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        self._ib = IB()
+        self._ib.client.MaxRequests = settings.client_msg_rate
+        self._ib.errorEvent += self._on_error
+        self._ib.disconnectedEvent += self._on_disconnected
+        self._sessions = 0
+        self._errors: dict[int, tuple[int, str]] = {}
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._in_flight = 0
+        self._bucket = TokenBucket(settings.rate_per_s, settings.burst)
+        self._connect_lock = asyncio.Lock()
+        self._closed = False
+
+    async def __aenter__(self) -> IBGatewayClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_disconnected(self) -> None:
+        if not self._closed:
+            self.stats.disconnects += 1
+
+    def _on_error(self, req_id: int, code: int, message: str, _contract: Any) -> None:
+        if req_id > 0 and code not in _WARNING_CODES and not 2100 <= code < 2200:
+            self._errors[req_id] = (code, message)
+
+    async def connect(self) -> None:
+        """Connect, retrying with exponential backoff; raises GatewayUnavailableError."""
+        async with self._connect_lock:
+            if self._ib.isConnected():
+                return
+            delay = self.settings.reconnect_backoff_s
+            last: BaseException | None = None
+            for attempt in range(1, self.settings.reconnect_attempts + 1):
+                try:
+                    await self._ib.connectAsync(
+                        self.settings.host,
+                        self.settings.port,
+                        clientId=self.settings.client_id,
+                        timeout=self.settings.connect_timeout_s,
+                        readonly=True,
+                    )
+                    # reqIds restart on a new session: old error entries would be mis-matched.
+                    self._errors.clear()
+                    self._sessions += 1
+                    if self._sessions > 1:
+                        self.stats.reconnects += 1
+                        log.warning("IB gateway reconnected (%d reconnects)", self.stats.reconnects)
+                    return
+                except (TimeoutError, OSError, ConnectionError) as exc:
+                    last = exc
+                    log.warning("IB connect attempt %d to %s:%d failed: %r", attempt, self.settings.host,
+                                self.settings.port, exc)
+                if attempt < self.settings.reconnect_attempts:
+                    await asyncio.sleep(delay * (1 + random.random() * 0.1))
+                    delay = min(delay * 2, _BACKOFF_CAP_S)
+            raise GatewayUnavailableError(
+                f"IB gateway {self.settings.host}:{self.settings.port} unreachable after "
+                f"{self.settings.reconnect_attempts} attempts: {last!r}"
+            )
+
+    def close(self) -> None:
+        self._closed = True
+        if self._ib.isConnected():
+            self._ib.disconnect()
+
+    async def _session(self) -> None:
+        if not self._ib.isConnected():
+            await self.connect()
+
+    async def _call(self, make: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run one non-historical request with the request timeout, reconnecting and re-issuing
+        it after a gateway drop."""
+        for attempt in range(1, self.settings.request_attempts + 1):
+            await self._session()
+            try:
+                return await asyncio.wait_for(make(), self.settings.request_timeout_s)
+            except ConnectionError:
+                if attempt == self.settings.request_attempts:
+                    raise
+            except TimeoutError as exc:
+                self.stats.timeouts += 1
+                raise DiscoveryError(f"{what}: no answer within {self.settings.request_timeout_s}s") from exc
+        raise AssertionError("unreachable")
+
+    async def qualify_stock(self, stock: StockRef) -> int:
+        """The stock's conId (given, or qualified on SMART)."""
+        if stock.conid:
+            return stock.conid
+        contract = Stock(stock.symbol, "SMART", stock.currency)
+        await self._call(lambda: self._ib.qualifyContractsAsync(contract), f"qualify {stock.symbol}")
+        if not contract.conId:
+            raise DiscoveryError(f"{stock.symbol}: IB does not know the stock on SMART")
+        return int(contract.conId)
+
+    async def discover(self, stock: StockRef, today: date) -> Discovery:
+        """SMART option chain via reqSecDefOptParams, then every unexpired (expiry, strike, right)
+        candidate qualified in batches of `qualify_batch_size`; reqContractDetails is never called
+        directly (IB's 2025 discovery rule)."""
+        under = await self.qualify_stock(stock)
+        chains = await self._call(
+            lambda: self._ib.reqSecDefOptParamsAsync(stock.symbol, "", "STK", under),
+            f"reqSecDefOptParams {stock.symbol}",
+        )
+        smart = [chain for chain in chains if chain.exchange == "SMART"]
+        if not smart:
+            raise DiscoveryError(f"{stock.symbol}: no SMART option chain (got {len(chains)} other chains)")
+        candidates: list[Option] = []
+        seen: set[tuple[str, str, float, str]] = set()
+        for chain in smart:
+            for expiry in sorted(chain.expirations):
+                if datetime.strptime(expiry[:8], "%Y%m%d").date() < today:
+                    continue
+                for strike in sorted(chain.strikes):
+                    for right in ("C", "P"):
+                        key = (chain.tradingClass, expiry, float(strike), right)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        candidates.append(
+                            Option(stock.symbol, expiry, float(strike), right, "SMART",
+                                   multiplier=str(chain.multiplier), currency=stock.currency,
+                                   tradingClass=chain.tradingClass)
+                        )
+        size = self.settings.qualify_batch_size
+        for start in range(0, len(candidates), size):
+            batch = candidates[start:start + size]
+
+            def qualify(batch: list[Option] = batch) -> Awaitable[list[Contract]]:
+                return self._ib.qualifyContractsAsync(*batch)
+
+            # ib_insync sets conId on the inputs in place; that check also holds for ib_async.
+            await self._call(qualify, f"qualify {stock.symbol} batch {start // size}")
+        contracts = tuple(_to_option_contract(c, stock.symbol) for c in candidates if c.conId)
+        return Discovery(under, contracts, len(candidates) - len(contracts))
+
+    async def fetch_bars(self, target: OptionContract | StockRef, query: BarQuery) -> BarFetch:
+        """One historical request, classified (see `classify`). Never raises for gateway errors:
+        a drop that outlasts the reconnect attempts is ERR."""
+        contract = _to_ib_contract(target)
+        started = time.monotonic()
+        pacing_left = self.settings.pacing_retries
+        drops = 0
+        attempts = 0
+        backoff = self.settings.pacing_backoff_s
+        while True:
+            attempts += 1
+            try:
+                await self._session()
+            except GatewayUnavailableError as exc:
+                return self._result(query, Status.ERR, None, None, str(exc), started, attempts)
+            try:
+                bars, error, timed_out = await self._historical(contract, query)
+            except ConnectionError as exc:
+                drops += 1
+                if drops >= self.settings.request_attempts:
+                    return self._result(query, Status.ERR, None, None, f"disconnected: {exc}", started, attempts)
+                continue
+            status, pacing = classify(len(bars), error, timed_out)
+            if pacing:
+                self.stats.pacing_violations += 1
+                if pacing_left == 0:
+                    return self._result(query, Status.ERR, None, error[0] if error else None,
+                                        f"pacing violation never cleared: {error[1] if error else ''}",
+                                        started, attempts)
+                pacing_left -= 1
+                self._bucket.pause(backoff)
+                backoff = min(backoff * 2, _BACKOFF_CAP_S)
+                continue
+            if timed_out and error is None:
+                self.stats.timeouts += 1
+                return self._result(query, status, None, None, f"timeout after {self.settings.request_timeout_s}s",
+                                    started, attempts)
+            frame = _bars_frame(bars, target, query) if status is Status.OK else None
+            code: int | None = error[0] if error else None
+            message: str | None = error[1] if error else None
+            if status is Status.EMPTY and message is None:
+                message = "no bars returned"
+            return self._result(query, status, frame, code, message, started, attempts)
+
+    async def _historical(self, contract: Contract, query: BarQuery) -> tuple[list[Any], tuple[int, str] | None, bool]:
+        async with self._slots:
+            await self._bucket.take()
+            self._in_flight += 1
+            self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, self._in_flight)
+            self.stats.requests += 1
+            started = time.monotonic()
+            try:
+                bars = await self._ib.reqHistoricalDataAsync(
+                    contract,
+                    endDateTime=query.end or "",
+                    durationStr=query.duration,
+                    barSizeSetting=query.bar_size,
+                    whatToShow=query.what,
+                    useRTH=query.use_rth,
+                    formatDate=2,  # epoch seconds: parsed as UTC-aware datetimes
+                    timeout=self.settings.request_timeout_s,
+                )
+            finally:
+                self._in_flight -= 1
+        error = self._errors.pop(bars.reqId, None)
+        timed_out = not bars and time.monotonic() - started >= self.settings.request_timeout_s * 0.99
+        return list(bars), error, timed_out
+
+    @staticmethod
+    def _result(query: BarQuery, status: Status, frame: pl.DataFrame | None, code: int | None, message: str | None,
+                started: float, attempts: int) -> BarFetch:
+        return BarFetch(status, frame if frame is not None else empty_bars(), code, message,
+                        time.monotonic() - started, attempts, query)
+
+
+class IBGatewaySession:
+    """Synchronous facade over IBGatewayClient for the stage runner: owns a private event loop, so
+    callers never touch asyncio. Open with `IBGatewaySession.open(settings)` (raises
+    GatewayUnavailableError) and use as a context manager. Callbacks run in worker threads, off
+    the event loop, so file I/O in them does not stall the requests."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._previous = _thread_loop()
+        self._loop = asyncio.new_event_loop()
+        # ib_insync finds its loop through the policy, not the running loop: make ours current.
+        asyncio.set_event_loop(self._loop)
+        self._client = IBGatewayClient(settings)
+
+    @classmethod
+    def open(cls, settings: GatewaySettings) -> IBGatewaySession:
+        session = cls(settings)
+        try:
+            session._loop.run_until_complete(session._client.connect())
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    @property
+    def stats(self) -> GatewayStats:
+        return self._client.stats
+
+    def discover_many(
+        self,
+        stocks: Sequence[StockRef],
+        today: date,
+        done: Callable[[StockRef, Discovery | Exception], None],
+        workers: int = 4,
+    ) -> None:
+        """Discover each stock (see IBGatewayClient.discover), `workers` symbols at a time; `done`
+        gets the Discovery or the DiscoveryError/ConnectionError that ended it."""
+
+        async def one(stock: StockRef) -> None:
+            try:
+                result: Discovery | Exception = await self._client.discover(stock, today)
+            except (DiscoveryError, ConnectionError) as exc:
+                result = exc
+            await asyncio.to_thread(done, stock, result)
+
+        self._loop.run_until_complete(run_bounded(stocks, workers, one))
+
+    def fetch_many(
+        self,
+        items: Sequence[T],
+        plan: Callable[[T], tuple[OptionContract | StockRef, BarQuery]],
+        done: Callable[[T, BarFetch], None],
+    ) -> None:
+        """For each item: `plan` (a thread) names the contract and query, the request runs under
+        the client's cap, bucket and retries, and `done` (a thread) stores the result."""
+
+        async def one(item: T) -> None:
+            target, query = await asyncio.to_thread(plan, item)
+            result = await self._client.fetch_bars(target, query)
+            await asyncio.to_thread(done, item, result)
+
+        self._loop.run_until_complete(run_bounded(items, self._client.settings.max_in_flight, one))
+
+    def close(self) -> None:
+        self._client.close()
+        try:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        finally:
+            self._loop.close()
+            # Leave the thread as found: asyncio.run would leave no loop, breaking later sync
+            # ib_insync callers (IB.connect) in the same thread.
+            asyncio.set_event_loop(self._previous)
+
+    def __enter__(self) -> IBGatewaySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return None
+    return None if loop.is_closed() else loop
+
+
+async def run_bounded(items: Sequence[T], workers: int, handle: Callable[[T], Awaitable[None]]) -> None:
+    """Run `handle` over `items` with at most `workers` running at once (a fixed worker pool, so
+    100k items do not become 100k coroutines)."""
+    queue: asyncio.Queue[T] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await handle(queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(workers, len(items))))))
+
+
+def _to_ib_contract(target: OptionContract | StockRef) -> Contract:
+    if isinstance(target, StockRef):
+        return Stock(target.symbol, "SMART", target.currency, conId=target.conid or 0)
+    return Option(
+        target.symbol, target.expiry.strftime("%Y%m%d"), target.strike, target.right, "SMART",
+        multiplier=target.multiplier, currency=target.currency, tradingClass=target.trading_class,
+        conId=target.conid,
+    )
+
+
+def _to_option_contract(contract: Option, symbol: str) -> OptionContract:
+    return OptionContract(
+        conid=int(contract.conId),
+        symbol=symbol,
+        expiry=datetime.strptime(contract.lastTradeDateOrContractMonth[:8], "%Y%m%d").date(),
+        right="C" if contract.right.upper().startswith("C") else "P",
+        strike=float(contract.strike),
+        multiplier=str(contract.multiplier or "100"),
+        exchange="SMART",
+        trading_class=contract.tradingClass,
+        currency=contract.currency or "USD",
+    )
+
+
+def _bar_ts(value: date | datetime) -> datetime:
+    # Daily and larger bars come as dates (the New York session date); intraday as UTC datetimes.
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.combine(value, dtime(0), NEW_YORK).astimezone(UTC)
+
+
+def _bars_frame(bars: Sequence[Any], target: OptionContract | StockRef, query: BarQuery) -> pl.DataFrame:
+    conid = target.conid or 0
+    rows: dict[str, list[Any]] = {name: [] for name in BAR_SCHEMA}
+    for bar in bars:
+        rows["ts"].append(_bar_ts(bar.date))
+        rows["open"].append(float(bar.open))
+        rows["high"].append(float(bar.high))
+        rows["low"].append(float(bar.low))
+        rows["close"].append(float(bar.close))
+        rows["volume"].append(float(bar.volume))
+        rows["wap"].append(float(bar.average))
+        rows["bar_count"].append(int(bar.barCount))
+    n = len(bars)
+    rows["symbol"] = [target.symbol] * n
+    rows["conid"] = [conid] * n
+    rows["bar_size"] = [query.bar_size] * n
+    rows["what_to_show"] = [query.what] * n
+    return pl.DataFrame(rows, schema=BAR_SCHEMA)
+
