@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from datetime import date, datetime, time as dtime
+from datetime import date, datetime, time as dtime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -89,11 +89,18 @@ def run_ibkr_demo_if_present() -> bool:
         from ghtrader_assets.ibkr_stages import run_ibkr_demo
     except ImportError:
         return True
+    from ghtrader_assets.io.ib_gateway import GatewaySettings
     from ghtrader_assets.sim.ib import GatewayConfig, GatewaySim
 
-    with GatewaySim(GatewayConfig(seed=7)) as sim:
-        print(f"\nIB Gateway simulator: {sim.host}:{sim.port}")
-        counts = run_ibkr_demo(sim.host, sim.port, symbols=("AAPL", "MSFT", "SPY"))
+    config = GatewayConfig(seed=7, as_of=datetime(2026, 11, 20, 21, 30, tzinfo=timezone.utc))  # a Friday, after the close
+    with GatewaySim(config) as sim:
+        print(f"\nIB Gateway simulator: {sim.host}:{sim.port} (as of {config.as_of:%Y-%m-%d %H:%M} UTC)")
+        started = time.monotonic()
+        # The simulator has no message throttle of its own: lift the client's real-gateway pacing.
+        counts = run_ibkr_demo(sim.host, sim.port, symbols=("AAPL", "MSFT", "SPY"), end=config.as_of,
+                               settings=GatewaySettings(client_msg_rate=0, rate_per_s=200))
+        print(f"  discovery + hours + minutes for AAPL, MSFT, SPY in {time.monotonic() - started:.1f}s; "
+              "Parquet under data_test/raw/ib/historical_bars_demo/, summaries under state/run_logs/")
     print("IBKR stages summary (requests by status): " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return not counts.get("ERR")
 

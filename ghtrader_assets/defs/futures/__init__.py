@@ -6,6 +6,7 @@ import dagster as dg
 
 from ghtrader_assets.defs.futures.assets import build_futures_assets
 from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
+from ghtrader_assets.defs.futures.sensors import JOBS, build_daily_update_sensor
 
 DEFAULT_VARIETIES = ("SHFE.cu", "SHFE.rb", "DCE.m", "CFFEX.IF")
 
@@ -13,12 +14,16 @@ DEFAULT_VARIETIES = ("SHFE.cu", "SHFE.rb", "DCE.m", "CFFEX.IF")
 def build_futures_defs(varieties: tuple[str, ...] = DEFAULT_VARIETIES) -> dg.Definitions:
     return dg.Definitions(
         assets=build_futures_assets(varieties),
+        sensors=[build_daily_update_sensor(varieties)],
+        jobs=JOBS,
         resources={
             "tqsdk": TqSdkResource(user=dg.EnvVar("TQSDK_USER"), password=dg.EnvVar("TQSDK_PASSWORD")),
             "futures": FuturesSettings(
                 start_date=dg.EnvVar("GHTRADER_START_DATE"),
                 now=dg.EnvVar("GHTRADER_NOW"),
                 schedule_source=dg.EnvVar("GHTRADER_SCHEDULE_SOURCE"),
+                daily_update_time=dg.EnvVar("GHTRADER_DAILY_UPDATE_TIME"),
+                lookback_days=dg.EnvVar.int("GHTRADER_LOOKBACK_DAYS"),
             ),
         },
     )

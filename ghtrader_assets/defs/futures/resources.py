@@ -44,6 +44,10 @@ class FuturesSettings(dg.ConfigurableResource):
     now: str = ""
     # backtest (default: TqSdk's KQ.m@ mapping seen in a TqBacktest), continuous_table, or open_interest.
     schedule_source: str = "backtest"
+    # Beijing time after which the daily update requests a trading day (18:00: the day is final).
+    daily_update_time: str = "18:00"
+    # How many recent trading days the daily update looks back over for missing partitions.
+    lookback_days: int = 5
 
     def start(self) -> date:
         return date.fromisoformat(self.start_date)
