@@ -144,6 +144,18 @@ def test_each_partition_has_its_own_materialization_with_metadata(chain: ChainRu
     assert first["ticks_received"] == first["ticks_kept"] == first["rows"]
 
 
+def test_a_range_backfill_materializes_every_partition_exactly_once(chain: ChainRun) -> None:
+    counts: dict[tuple[str, str], int] = {}
+    for event in chain.first_backfill.all_events:  # type: ignore[attr-defined]
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            key = (mat.asset_key.to_user_string(), mat.partition)
+            counts[key] = counts.get(key, 0) + 1
+    expected = {(a, f"{d}|SHFE.cu") for a in ("underlying_ticks", "main_l5", "day_index") for d in chain.days}
+    assert set(counts) == expected and set(counts.values()) == {1}
+    assert len({r.run_id for r in chain.instance.get_runs() if r.tags.get("dagster/asset_partition_range_start") == f"{chain.days[0]}|SHFE.cu"}) == 1
+
+
 def test_rematerializing_a_partition_changes_nothing(chain: ChainRun) -> None:
     roll = chain.market.roll_days("SHFE.cu")[1][0]
     before = store.read_index(chain.qdb, "KQ.m@SHFE.cu", roll, roll, "main_l5").drop("updated_at")

@@ -321,3 +321,20 @@ def test_demo_function_runs_all_three_stages(ib_gateway_factory: Callable[..., G
                            end=SIM_AS_OF, settings=GatewaySettings(**FAST))
     assert counts["ERR"] == 0 and counts["OK"] > 2 and set(counts) == {"OK", "EMPTY", "ERR", "SKIPPED"}
     assert (tmp_path / "raw" / "historical_bars_demo" / "SPY").is_dir()
+
+
+def test_weekend_schedule_requests_one_run_per_universe_symbol() -> None:
+    from datetime import datetime, timezone
+
+    from ghtrader_assets.defs.ibkr.schedules import ibkr_weekend
+
+    with dg.instance_for_test() as instance:
+        with dg.build_schedule_context(instance=instance,
+                                       scheduled_execution_time=datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc)) as context:
+            assert isinstance(ibkr_weekend(context), dg.SkipReason)
+        instance.add_dynamic_partitions("ibkr_symbol", ["MSFT", "AAPL"])
+        with dg.build_schedule_context(instance=instance,
+                                       scheduled_execution_time=datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc)) as context:
+            requests = ibkr_weekend(context)
+    assert [(r.partition_key, r.run_key) for r in requests] == [("AAPL", "2026-11-21|AAPL"), ("MSFT", "2026-11-21|MSFT")]
+    assert ibkr_weekend.cron_schedule == "0 6 * * 6" and ibkr_weekend.execution_timezone == "America/New_York"
