@@ -4,4 +4,5 @@ pytest_plugins = [
     "ghtrader_assets_tests.fixtures.questdb",
     "ghtrader_assets_tests.fixtures.tq_sim",
     "ghtrader_assets_tests.fixtures.ib_sim",
+    "ghtrader_assets_tests.fixtures.postgres",
 ]

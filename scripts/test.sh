@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install-test-deps.sh   # chromium (UI check) and postgresql (shared-instance test), from apt
 # Tests choose their own servers: never the developer's configured QuestDB.
 unset QUESTDB_HOST QUESTDB_HTTP_PORT QUESTDB_PG_PORT
 set +e
