@@ -5,9 +5,7 @@ import dagster as dg
 from ghtrader_assets.defs.ibkr.partitions import ibkr_symbol_partitions
 
 WEEKEND_JOB = dg.define_asset_job(
-    "ibkr_weekend_backfill",
-    selection=["ibkr_contracts", "ibkr_hours_bars", "ibkr_minutes_bars"],
-    partitions_def=ibkr_symbol_partitions,
+    "ibkr_weekend_backfill", selection=["ibkr_contracts", "ibkr_hours_bars", "ibkr_minutes_bars"]
 )
 
 
