@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
+
+import polars as pl
 
 from ghtrader_assets.domain.bar_merge import fetch_duration
 from ghtrader_assets.domain.contracts_cache import (
@@ -320,6 +323,11 @@ def run_bars(
         chains = _live_contracts(entries, paths, options, now, recorder, stage, window)
         if not chains:
             return report
+        problem = None if options.dry_run else _unwritable(paths.data_root)
+        if problem:
+            for symbol in chains:
+                recorder.add(_symbol_error(options.run_id, stage, symbol, window, problem))
+            return report
         opened: AbstractContextManager[IBGatewaySession | None] = (
             nullcontext(None) if options.dry_run else _session(gateway, recorder, stage, window, list(chains)))
         with opened as gw:
@@ -388,13 +396,44 @@ def _plan_jobs(
     done = recorder.resume_keys(paths.state_dir, stage, options.force)
     jobs: list[OptionContract] = []
     for contract in chosen:
-        if (window, contract.conid) in done:
+        if (window, contract.conid) in done and not _stored_file_broken(
+                bar_path(paths.data_root, paths.scope, contract.symbol, contract.conid, spec.what, spec.bar_size)):
             recorder.add(_bars_record(options, stage, window, spec, contract, Status.SKIPPED,
                                       error_message="already OK for this window"))
         else:
             recorder.outcome(symbol).planned += 1
             jobs.append(contract)
     return jobs
+
+
+def _stored_file_broken(path: Path) -> bool:
+    """A file the summary says was written OK that is now missing or has no readable Parquet footer
+    (truncated, e.g. by a crash of another tool): it is fetched again rather than skipped."""
+    try:
+        pl.read_parquet_schema(path)
+        return False
+    except Exception as exc:  # noqa: BLE001 - missing, truncated or not Parquet at all
+        log.warning("%s: OK in an earlier run but now unreadable (%s): fetching it again", path, exc)
+        return True
+
+
+def _unwritable(root: Path) -> str | None:
+    """Why bars cannot be written under `root` (not a directory, permission denied, disk full), or None."""
+    probe = root / f".write-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as handle:
+            handle.write(b"\0" * 4096)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        return f"cannot write bars under {root}: {exc.strerror or exc} ({type(exc).__name__}: {exc})"
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return None
 
 
 def _fetch_and_store(

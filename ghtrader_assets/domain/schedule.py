@@ -23,7 +23,7 @@ class ScheduleError(ValueError):
 
 def parse_variety(variety: str) -> tuple[str, str]:
     """'SHFE.cu' -> ('SHFE', 'cu'); anything else (unknown exchange, metacharacters) is an error."""
-    m = _VARIETY.match(variety) if isinstance(variety, str) else None
+    m = _VARIETY.fullmatch(variety) if isinstance(variety, str) else None
     if not m:
         raise ScheduleError(f"not a futures variety of the form EXCHANGE.product (e.g. SHFE.cu): {variety!r}")
     return m.group(1), m.group(2)
@@ -31,7 +31,7 @@ def parse_variety(variety: str) -> tuple[str, str]:
 
 def parse_contract(contract: str) -> tuple[str, str, str]:
     """'SHFE.cu2403' -> ('SHFE', 'cu', '2403'); validated so it can be used in SQL and paths."""
-    m = _CONTRACT.match(contract) if isinstance(contract, str) else None
+    m = _CONTRACT.fullmatch(contract) if isinstance(contract, str) else None
     if not m:
         raise ScheduleError(f"not a futures contract of the form EXCHANGE.productYYMM: {contract!r}")
     return m.group(1), m.group(2), m.group(3)

@@ -10,8 +10,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# Upper-case tickers with the separators IB uses in US symbols ("BRK B", "BF.B").
-_SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9. /-]{0,19}$")
+# Upper-case tickers with the separators IB uses in US symbols ("BRK B", "BF.B"). No "/" and no "..":
+# the symbol names a directory and a file of the bar store and the contracts cache.
+_SYMBOL_RE = re.compile(r"^(?!.*\.\.)[A-Z0-9][A-Z0-9. -]{0,18}[A-Z0-9]$|^[A-Z0-9]$")
+
+
+def check_symbol(symbol: str) -> str:
+    """Return the upper-case symbol if it is a valid ticker, else raise UniverseError naming it."""
+    upper = symbol.strip().upper() if isinstance(symbol, str) else ""
+    if not _SYMBOL_RE.fullmatch(upper):
+        raise UniverseError(f"invalid symbol {symbol!r}: expected 1-20 of A-Z, 0-9, '.', '-', ' ' (no '/' or '..')")
+    return upper
 
 
 class UniverseError(ValueError):
@@ -49,7 +58,7 @@ def parse_universe(text: str, source: str = "<universe>") -> tuple[UniverseEntry
             raise UniverseError(f"{source}:{number}: {len(cells)} fields, header has {len(header)}")
         values = dict(zip(header, cells, strict=False))
         symbol = values.get("symbol", "").upper()
-        if not _SYMBOL_RE.match(symbol):
+        if not _SYMBOL_RE.fullmatch(symbol):
             raise UniverseError(f"{source}:{number}: invalid symbol {values.get('symbol', '')!r}")
         conid = _parse_conid(values.get("conid", ""), source, number)
         if symbol in entries:
@@ -72,6 +81,8 @@ def read_universe(path: Path) -> tuple[UniverseEntry, ...]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UniverseError(f"{path}: cannot read universe file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UniverseError(f"{path}: not a UTF-8 text file (byte {exc.start}): expected 'symbol,conid' CSV") from exc
     return parse_universe(text, str(path))
 
 
@@ -121,6 +132,6 @@ def select_symbols(
     by_symbol = {e.symbol: e for e in entries}
     wanted = {s.strip().upper() for s in symbols if s.strip()}
     for symbol in wanted:
-        if not _SYMBOL_RE.match(symbol):
+        if not _SYMBOL_RE.fullmatch(symbol):
             raise UniverseError(f"invalid symbol {symbol!r}")
     return tuple(sorted(by_symbol.get(s, UniverseEntry(s)) for s in wanted))

@@ -16,6 +16,10 @@ class CorruptBarFileError(ValueError):
     """An existing bar file cannot be read or lacks the bar schema."""
 
 
+class BarWriteError(OSError):
+    """A bar file could not be written (disk full, permissions, ...); the message names the file."""
+
+
 @dataclass(frozen=True)
 class StoreResult:
     """Outcome of one merge: rows in the file before/after, and where a corrupt file was moved."""
@@ -73,6 +77,9 @@ def write_atomic(frame: pl.DataFrame, path: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        # e.g. disk full: polars reports only "underlying IO error"; name the file (the old one is intact)
+        raise BarWriteError(f"cannot write {path}: {type(exc).__name__}: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     directory = os.open(path.parent, os.O_RDONLY)

@@ -37,7 +37,7 @@ KINDS = {"raw": RAW_TICKS, "main_l5": MAIN_L5_TICKS}
 
 def check_symbol(symbol: str) -> str:
     """A contract ('SHFE.cu2403') or main series ('KQ.m@SHFE.cu'); anything else is refused."""
-    if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
+    if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
         raise ValueError(f"not a futures contract or KQ.m@ main symbol: {symbol!r}")
     return symbol
 

@@ -32,7 +32,7 @@ class InvalidIdentifierError(ValueError):
 
 def identifier(name: str) -> str:
     """Return `name` if it is a plain SQL identifier (letters, digits, underscore), else raise."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise InvalidIdentifierError(f"not a valid QuestDB identifier: {name!r}")
     return name
 

@@ -75,7 +75,7 @@ def run_futures_demo(instance: dg.DagsterInstance) -> bool:
         print("\nFutures chain summary")
         print(f"  {'variety':9} {'days':>5} {'main_l5 rows':>13} {'segments':>9} {'no-data days':>13}  rolls")
         for variety in DEMO_VARIETIES:
-            rows = store.read_schedule(qdb, variety)
+            rows = [r for r in store.read_schedule(qdb, variety) if DEMO_START <= r.trading_day <= DEMO_END]
             index = store.read_index(qdb, f"KQ.m@{variety}", DEMO_START, DEMO_END, "main_l5")
             no_data = int((index["rows_total"] == 0).sum()) if index.height else 0
             rolls = [(r.trading_day, r.main_contract) for i, r in enumerate(rows) if i == 0 or rows[i - 1].main_contract != r.main_contract]

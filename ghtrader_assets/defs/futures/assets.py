@@ -129,7 +129,12 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         partition is logged as its own materialization; failures are collected and reported at the end."""
         selected = context.selected_asset_keys
         parts = sorted(VarietyDay.parse(k) for k in context.partition_keys)
+        if not parts:  # e.g. a reversed range: Dagster resolves it to no keys; say so instead of succeeding
+            rng = context.partition_key_range
+            raise dg.Failure(description=f"the partition range {rng.start}..{rng.end} holds no partitions "
+                                         "(reversed, or no trading days of the variety between its ends)")
         failures: dict[str, str] = {}
+        verify_error = ""
         indexed: dict[str, dict] = {}  # main symbol -> {day: stats computed from the stored ticks}
         now = futures.clock()
         with questdb.client() as qdb:
@@ -173,17 +178,23 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                 except Exception as exc:  # noqa: BLE001 - one bad day must not stop the range
                     failures[str(key)] = f"{type(exc).__name__}: {exc}"
                     context.log.error("[%d/%d] %s %s failed: %s", i, len(parts), part.variety, part.trading_day, exc)
-            mismatches = [m for symbol, days in indexed.items() for m in chain.verify_index(qdb, symbol, "main_l5", days)]
+            try:
+                mismatches = [m for symbol, days in indexed.items() for m in chain.verify_index(qdb, symbol, "main_l5", days)]
+            except Exception as exc:  # noqa: BLE001 - e.g. QuestDB went away: report it with the failed partitions
+                verify_error = f"{type(exc).__name__}: {exc}"
+                mismatches = [f"index not verified: {verify_error}"]
+                context.log.error("verifying the day index failed: %s", verify_error)
         if DAY_INDEX in selected:
             yield dg.AssetCheckResult(
                 check_name=INDEX_CHECK, asset_key=DAY_INDEX, passed=not mismatches,
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={"partitions_checked": len(parts) - len(failures), "mismatches": dg.MetadataValue.json(mismatches[:50])},
             )
-        if failures:
+        if failures or verify_error:
             raise dg.Failure(
                 description=f"{len(failures)} of {len(parts)} partitions failed: " + "; ".join(
-                    f"{k} ({v})" for k, v in list(failures.items())[:20]),
+                    f"{k} ({v})" for k, v in list(failures.items())[:20])
+                + (f"; the day index of the finished partitions was not verified: {verify_error}" if verify_error else ""),
                 metadata={"failed_partitions": dg.MetadataValue.json(sorted(failures)),
                           "errors": dg.MetadataValue.json(failures)},
             )

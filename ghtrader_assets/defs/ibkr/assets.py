@@ -6,7 +6,7 @@ import dagster as dg
 
 from ghtrader_assets.defs.ibkr.partitions import ibkr_symbol_partitions
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
-from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, read_universe
+from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, check_symbol, read_universe
 from ghtrader_assets.ibkr_stages import (
     HOURS_SPEC,
     MINUTES_SPEC,
@@ -53,7 +53,7 @@ class MinutesConfig(HoursConfig):
 
 
 def _entry(context: dg.AssetExecutionContext, storage: IBKRStorageResource) -> UniverseEntry:
-    symbol = context.partition_key.upper()
+    symbol = check_symbol(context.partition_key)  # the key names files and directories: no '/' or '..'
     path = storage.universe()
     if path is not None:
         try:
