@@ -7,17 +7,16 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import dagster as dg
-import polars as pl
 
 from ghtrader_assets.defs.futures.assets import build_futures_assets
 from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
 from ghtrader_assets.defs.resources import QuestDBResource
 from ghtrader_assets.domain.schedule import main_symbol
-from ghtrader_assets.domain.ticks import TICK_COLUMNS, hash_aggregates, with_row_hash
 from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.sim.tq import SimMarket, TqSimServer
 from ghtrader_assets_tests.fixtures.tq_sim import tq_env
+from ghtrader_assets_tests.truth import materializations, truth_frame, truth_stats  # noqa: F401 - used by the tests here
 
 SIM_NOW = "2024-04-12T17:00:00+08:00"  # the simulator's default "now": 17:00 Beijing on its last day
 TICK_ASSETS = ["underlying_ticks", "main_l5", "day_index"]
@@ -81,29 +80,6 @@ def range_tags(variety: str, first: date, last: date) -> dict[str, str]:
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return str(failures[0].event_specific_data.error) if failures else ""
-
-
-def materializations(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dict]:
-    out = {}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_MATERIALIZATION":
-            mat = event.event_specific_data.materialization
-            if mat.asset_key.to_user_string() == asset:
-                out[mat.partition] = {k: v.value for k, v in mat.metadata.items()}
-    return out
-
-
-def truth_frame(market: SimMarket, contract: str, day: date) -> pl.DataFrame:
-    """The simulator's ticks of the day, level 2-5 columns as NaN where the exchange has none."""
-    ticks = market.ticks(contract, day)
-    frame = pl.from_pandas(ticks[["datetime", *[c for c in TICK_COLUMNS if c in ticks.columns]]])
-    frame = frame.rename({"datetime": "datetime_ns"}).with_columns(pl.col("datetime_ns").cast(pl.Int64))
-    return frame.with_columns(pl.lit(float("nan")).alias(c) for c in TICK_COLUMNS if c not in frame.columns)
-
-
-def truth_stats(market: SimMarket, contract: str, day: date) -> dict:
-    frame = with_row_hash(truth_frame(market, contract, day))
-    return {"rows_total": frame.height, **hash_aggregates(frame["row_hash"])}
 
 
 def assert_stored_equals_truth(qdb: QuestDBClient, market: SimMarket, variety: str, days: list[date]) -> int:

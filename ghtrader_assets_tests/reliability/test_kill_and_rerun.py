@@ -66,7 +66,8 @@ def test_sigkill_mid_backfill_then_rerun_loses_and_duplicates_nothing(
             QuestDBClient(questdb_settings) as qdb:
         chain = Chain(tq_sim, instance, resources(questdb_resource(questdb_settings), tq_sim.market), (VARIETY,))
         chain.prepare()
-        days = chain.days[:6] if moment == "stalled-download" else chain.days[6:12]
+        # ten days for the running ingest, so the kill (two days in) always lands inside the range
+        days = chain.days[:6] if moment == "stalled-download" else chain.days[6:16]
         proc = subprocess.Popen(
             [sys.executable, "-m", "ghtrader_assets_tests.reliability.backfill_driver",
              driver_args(questdb_settings, hung, days[0], days[-1], tqsdk={"download_timeout_s": 300})],
