@@ -119,7 +119,7 @@ def main() -> None:
             for day in days:
                 row = schedule[day]
                 result_day = chain.DayResult(VARIETY, day, row.main_contract, row.segment_id, True)
-                chain.fetch_underlying_day(tq, qdb, calendar, sessions, row, VARIETY, day, now, result_day, set())
+                chain.fetch_underlying_day(tq, qdb, calendar, sessions, row, VARIETY, day, result_day, set())
                 chain.build_main_l5_day(qdb, calendar, row, VARIETY, day, result_day)
                 chain.index_day(qdb, calendar, row, VARIETY, day, result_day)
             direct_s = time.perf_counter() - started

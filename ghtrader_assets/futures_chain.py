@@ -115,14 +115,16 @@ def refresh_schedule(
     if not days:
         raise ChainError(f"no trading days to schedule for {variety}: materialize trading_days first")
     existing = {} if rebuild else {r.trading_day: r.main_contract for r in store.read_schedule(qdb, variety)}
-    existing = {d: c for d, c in existing.items() if d in set(days)}
+    wanted = set(days)
+    existing = {d: c for d, c in existing.items() if d in wanted}
     todo = [d for d in days if not existing or d > max(existing)]
     mapping = dict(existing)
     if todo:
         mapping.update(_source_mapping(tq, variety, calendar, todo, source, existing))
     rows = build_schedule(variety, mapping)
     if todo:
-        store.write_schedule(qdb, variety, [r for r in rows if r.trading_day in set(todo)], source)
+        new = set(todo)
+        store.write_schedule(qdb, variety, [r for r in rows if r.trading_day in new], source)
     return ScheduleResult(variety, rows, len(todo), source)
 
 
@@ -182,7 +184,6 @@ def fetch_underlying_day(
     row: ScheduleRow,
     variety: str,
     day: date,
-    now: datetime,
     result: DayResult,
     open_no_data: set[tuple[str, date]],
 ) -> None:

@@ -158,7 +158,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                         if part.variety not in sessions:
                             sessions[part.variety] = Sessions.parse(_trading_time(qdb, part.variety))
                         chain.fetch_underlying_day(tqsdk.client(), qdb, calendar, sessions[part.variety], row, part.variety,
-                                                   part.trading_day, now, result, open_no_data)
+                                                   part.trading_day, result, open_no_data)
                         context.log_event(dg.AssetMaterialization(UNDERLYING_TICKS, partition=str(key), metadata={
                             **common, **_tick_metadata(result.raw), "no_data": result.no_data,
                             **(result.cleaning.as_metadata() if result.cleaning else {})}))
