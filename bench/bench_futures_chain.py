@@ -128,7 +128,7 @@ def main() -> None:
                 download_s += seconds
                 frames.append(with_seq(with_row_hash(frame)).with_columns(
                     pl.from_epoch("datetime_ns", time_unit="ns").alias("ts"),
-                    pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day")).select(RAW_TICKS.column_names))
+                    pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day")).select(store.RAW_FRAME_COLUMNS))
 
         # 3. the ceiling: bare Sender.dataframe, same frames, into an identical table
         ceiling = Table("bench_ceiling_ticks", RAW_TICKS.columns, RAW_TICKS.dedup_keys)

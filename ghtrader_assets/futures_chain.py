@@ -206,7 +206,7 @@ def fetch_underlying_day(
         pl.from_epoch("datetime_ns", time_unit="ns").alias("ts"),
         pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day"),
     )
-    store.replace_raw_day(qdb, contract, day, bounds, frame.select(RAW_TICKS.column_names))
+    store.replace_raw_day(qdb, contract, day, bounds, frame.select(store.RAW_FRAME_COLUMNS))
     if (contract, day) in open_no_data:
         store.write_no_data(qdb, contract, day, "raw", "data arrived on a later run", resolved=True)
         open_no_data.discard((contract, day))

@@ -72,6 +72,31 @@ def hash_aggregates(hashes: pl.Series) -> dict[str, int]:
     }
 
 
+def answer_hash(row_hashes: np.ndarray) -> int:
+    """One int64 naming a provider answer for a (symbol, trading day): FNV-1a 64 over six little-endian
+    words: the row count, then the wrapping sums (mod 2**64) of the row hashes, of their absolute values,
+    and of each hash times its 1-based position, then the min and max hash. Order-sensitive and the same
+    on every platform; equal answers give equal values, so re-ingesting one rewrites nothing."""
+    arr = np.asarray(row_hashes, dtype=np.int64)
+    n = len(arr)
+    with np.errstate(over="ignore"):
+        u = arr.view(np.uint64)
+        words = [
+            np.uint64(n),
+            u.sum(dtype=np.uint64),
+            np.abs(arr).view(np.uint64).sum(dtype=np.uint64),
+            (u * np.arange(1, n + 1, dtype=np.uint64)).sum(dtype=np.uint64),
+            arr.min(keepdims=True).view(np.uint64)[0] if n else np.uint64(0),
+            arr.max(keepdims=True).view(np.uint64)[0] if n else np.uint64(0),
+        ]
+        data = np.array(words, dtype="<u8").view(np.uint8)
+        h = FNV_OFFSET_BASIS
+        for byte in data:
+            h ^= np.uint64(byte)
+            h *= FNV_PRIME
+    return int(np.array([h], dtype=np.uint64).view(np.int64)[0])
+
+
 def l5_present(frame: pl.DataFrame) -> bool:
     """True when any tick carries a finite, positive price on depth levels 2-5."""
     if frame.height == 0:

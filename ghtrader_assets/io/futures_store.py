@@ -1,10 +1,10 @@
 """The futures tables in QuestDB: calendar, sessions, schedule, raw and main_l5 ticks, day index, no-data days.
 
-Re-writing one (symbol, trading day) leaves exactly the new rows. DEDUP UPSERT makes re-ingesting the
-same ticks a no-op; when the store then holds more rows for that day than were just written (the
-provider changed its data, or main_l5 now follows another contract), the day's UTC partitions are
-rebuilt without the old rows: the rows to keep are first copied to a staging table, so a crash at any
-point loses nothing (`recover_restages` finishes an interrupted rebuild).
+Re-writing one (symbol, trading day) leaves exactly the new rows and touches no other row. DEDUP UPSERT
+makes re-ingesting the same ticks a no-op; a different answer is upserted, then the rows of the day that
+it did not replace (another `answer_hash`, or for main_l5 another contract or schedule) are retired by
+one UPDATE of their symbol, applied through the table's WAL in order with every other write. A crash at
+any point leaves the old rows or the union of old and new, never fewer; the re-run finishes the retire.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import polars as pl
 from ghtrader_assets.domain.calendar import TradingCalendar
 from ghtrader_assets.domain.schedule import ScheduleRow, main_symbol, parse_contract, parse_variety
 from ghtrader_assets.domain.sessions import Sessions, trading_time_json
-from ghtrader_assets.domain.ticks import TICK_COLUMNS, hash_aggregates, l5_present
+from ghtrader_assets.domain.ticks import TICK_COLUMNS, answer_hash, hash_aggregates, l5_present
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBError
 from ghtrader_assets.io.questdb_schema import (  # noqa: F401 - re-exported for callers
     MAIN_L5_TICKS,
@@ -33,6 +33,11 @@ from ghtrader_assets.io.questdb_schema import (  # noqa: F401 - re-exported for 
 
 _SYMBOL = re.compile(r"^(KQ\.m@)?(SHFE|DCE|CZCE|CFFEX|INE|GFEX)\.[A-Za-z]{1,4}\d{0,4}$")
 KINDS = {"raw": RAW_TICKS, "main_l5": MAIN_L5_TICKS}
+# Rows a rewrite replaced move to this symbol prefix (`~SHFE.cu2403`): out of every per-symbol read,
+# still on disk as the record of what the provider served before.
+RETIRED_PREFIX = "~"
+# What a caller hands `replace_raw_day`: every raw column but answer_hash, which the store derives.
+RAW_FRAME_COLUMNS = tuple(c for c in RAW_TICKS.column_names if c != "answer_hash")
 
 
 def check_symbol(symbol: str) -> str:
@@ -141,79 +146,97 @@ def frame_stats(frame: pl.DataFrame) -> dict:
     }
 
 
-def _count(client: QuestDBClient, table: Table, symbol: str, day: date, bounds: tuple[int, int]) -> int:
+def _retire_stale(client: QuestDBClient, table: Table, symbol: str, day: date, bounds: tuple[int, int],
+                  current: str, expected: int) -> int:
+    """Make the rows of (symbol, day) that match `current` the only visible ones: one UPDATE moves the
+    others to the retired symbol `~<symbol>`. Nothing outside (symbol, day) is read or written, so
+    concurrent writers of other symbols and days, and readers, are never disturbed. Returns the
+    rows retired; raises if the current rows are not `expected` in number."""
+    where = _day_filter(symbol, day, bounds)
     client.wait_for_wal(table)
-    return int(client.scalar(f"SELECT count() FROM {table.name} WHERE {_day_filter(symbol, day, bounds)}"))
+    total, kept = _counts(client, table, where, current)
+    retired = total - kept
+    if retired:
+        # On a WAL table the UPDATE is one transaction in the table's WAL, applied in order with the
+        # writes before it; readers see the day before or after it, never a part of it.
+        client.execute(f"UPDATE {table.name} SET symbol = '{RETIRED_PREFIX}{symbol}' WHERE {where} AND NOT ({current})")
+        client.wait_for_wal(table)
+        total, kept = _counts(client, table, where, current)
+    if total != expected or kept != expected:
+        raise QuestDBError(f"{table.name} {symbol} {day}: {total} rows stored ({kept} current), expected {expected}")
+    return retired
+
+
+def _counts(client: QuestDBClient, table: Table, where: str, current: str) -> tuple[int, int]:
+    total, kept = client.query(
+        f"SELECT count() n, sum(CASE WHEN {current} THEN 1 ELSE 0 END) k FROM {table.name} WHERE {where}"
+    ).row(0)
+    return int(total or 0), int(kept or 0)
 
 
 def replace_raw_day(client: QuestDBClient, contract: str, day: date, bounds: tuple[int, int], frame: pl.DataFrame) -> int:
-    """Store exactly `frame` (the 33 raw columns) as the raw ticks of (contract, day); on return the
-    rows are applied (visible to reads)."""
+    """Store exactly `frame` (the raw tick columns; `answer_hash` is added when absent) as the raw ticks
+    of (contract, day); on return the rows are applied (visible to reads).
+
+    Re-ingesting the same answer is a DEDUP no-op (same keys, same values) and costs one write, one
+    WAL wait and one count. A different answer upserts its rows, then the rows it did not replace are
+    retired (see `_retire_stale`)."""
     parse_contract(contract)
-    had_rows = _count(client, RAW_TICKS, contract, day, bounds) > 0
+    if "answer_hash" not in frame.columns:
+        frame = frame.with_columns(pl.lit(answer_hash(frame["row_hash"].to_numpy()), dtype=pl.Int64).alias("answer_hash"))
+    answers = frame["answer_hash"].unique()
+    if answers.len() != 1 or answers[0] is None:
+        raise ValueError(f"{contract} {day}: a raw frame carries exactly one answer_hash")
     client.write(RAW_TICKS, frame)
-    # Rows already there that the new frame does not upsert would stay: count after, rebuild if so.
-    if had_rows and _count(client, RAW_TICKS, contract, day, bounds) != frame.height:
-        _rebuild_without(client, RAW_TICKS, contract, day, bounds)
-        client.write(RAW_TICKS, frame)
-    client.wait_for_wal(RAW_TICKS)
+    _retire_stale(client, RAW_TICKS, contract, day, bounds, f"answer_hash = {int(answers[0])}", frame.height)
     return frame.height
 
 
 def materialize_main_l5(client: QuestDBClient, variety: str, day: date, bounds: tuple[int, int], row: ScheduleRow) -> int:
     """Copy the scheduled contract's raw ticks of `day` into main_l5 inside QuestDB (no round trip
-    through Python), tagged with the contract, segment and schedule hash. Returns the rows stored."""
+    through Python), tagged with the contract, segment and schedule hash; rows of another contract,
+    schedule or raw answer are then retired. Returns the rows stored."""
     symbol = main_symbol(variety)
     contract = row.main_contract
     parse_contract(contract)
-    raw_rows = _count(client, RAW_TICKS, contract, day, bounds)
-    had_rows = _count(client, MAIN_L5_TICKS, symbol, day, bounds) > 0
+    raw_where = _day_filter(contract, day, bounds)
+    client.wait_for_wal(RAW_TICKS)
+    raw_rows, low, high = client.query(
+        f"SELECT count() n, min(answer_hash) lo, max(answer_hash) hi FROM {RAW_TICKS.name} WHERE {raw_where}"
+    ).row(0)
+    raw_rows = int(raw_rows or 0)
+    if raw_rows and (low != high or low is None):
+        raise QuestDBError(f"{contract} {day}: raw rows of more than one provider answer; re-materialize underlying_ticks")
     values = ", ".join(TICK_COLUMNS)
-    insert = (
+    client.execute(
         f"INSERT INTO {MAIN_L5_TICKS.name} (symbol, ts, datetime_ns, seq, trading_day, {values}, "
-        f"underlying_contract, segment_id, schedule_hash, row_hash) "
+        f"underlying_contract, segment_id, schedule_hash, row_hash, answer_hash) "
         f"SELECT '{symbol}', ts, datetime_ns, seq, trading_day, {values}, '{contract}', "
-        f"{int(row.segment_id)}, {int(row.schedule_hash)}, row_hash "
-        f"FROM {RAW_TICKS.name} WHERE {_day_filter(contract, day, bounds)}"
+        f"{int(row.segment_id)}, {int(row.schedule_hash)}, row_hash, answer_hash "
+        f"FROM {RAW_TICKS.name} WHERE {raw_where}"
     )
-    client.execute(insert)
-    stored = _count(client, MAIN_L5_TICKS, symbol, day, bounds)
-    if had_rows and (stored != raw_rows or _foreign_rows(client, symbol, day, bounds, row)):
-        _rebuild_without(client, MAIN_L5_TICKS, symbol, day, bounds)
-        client.execute(insert)
-        stored = _count(client, MAIN_L5_TICKS, symbol, day, bounds)
-    if stored != raw_rows:
-        raise QuestDBError(f"main_l5 {symbol} {day}: stored {stored} rows, expected {raw_rows}")
-    return stored
+    current = (f"underlying_contract = '{contract}' AND segment_id = {int(row.segment_id)} "
+               f"AND schedule_hash = {int(row.schedule_hash)}")
+    if raw_rows:
+        current += f" AND answer_hash = {int(low)}"
+    try:
+        _retire_stale(client, MAIN_L5_TICKS, symbol, day, bounds, current, raw_rows)
+    except QuestDBError as exc:
+        raise QuestDBError(f"main_l5 {symbol} {day}: {exc}") from exc
+    return raw_rows
 
 
-def _foreign_rows(client: QuestDBClient, symbol: str, day: date, bounds: tuple[int, int], row: ScheduleRow) -> int:
-    """Rows of the day that carry another contract or schedule hash (left by an older schedule)."""
-    return int(
-        client.scalar(
-            f"SELECT count() FROM {MAIN_L5_TICKS.name} WHERE {_day_filter(symbol, day, bounds)} "
-            f"AND (underlying_contract != '{row.main_contract}' OR schedule_hash != {int(row.schedule_hash)})"
-        )
-    )
+def retired_rows(client: QuestDBClient, table: Table, symbol: str) -> int:
+    """Rows of `symbol` that a rewrite retired (kept as the record of what was served before)."""
+    check_symbol(symbol)
+    client.wait_for_wal(table)
+    return int(client.scalar(f"SELECT count() FROM {table.name} WHERE symbol = '{RETIRED_PREFIX}{symbol}'"))
 
 
 def _partition_span(bounds: tuple[int, int]) -> tuple[str, str]:
     lo = datetime.fromtimestamp(bounds[0] / 1e9, timezone.utc).date()
     hi = datetime.fromtimestamp(bounds[1] / 1e9, timezone.utc).date() + timedelta(days=1)
     return lo.isoformat(), hi.isoformat()
-
-
-def _rebuild_without(client: QuestDBClient, table: Table, symbol: str, day: date, bounds: tuple[int, int]) -> None:
-    """Rewrite the UTC partitions holding (symbol, day) without that day's rows, keeping everything else."""
-    lo, hi = _partition_span(bounds)
-    stage = f"{table.name}__restage_{lo.replace('-', '')}_{hi.replace('-', '')}"
-    client.wait_for_wal(table)
-    client.execute(f"DROP TABLE IF EXISTS {stage}")
-    client.execute(
-        f"CREATE TABLE {stage} AS (SELECT * FROM {table.name} WHERE ts >= '{lo}' AND ts < '{hi}' "
-        f"AND NOT ({_day_filter(symbol, day, bounds)})) TIMESTAMP(ts) PARTITION BY DAY BYPASS WAL"
-    )
-    _finish_restage(client, table, stage, lo, hi)
 
 
 def _finish_restage(client: QuestDBClient, table: Table, stage: str, lo: str, hi: str) -> None:
@@ -224,7 +247,8 @@ def _finish_restage(client: QuestDBClient, table: Table, stage: str, lo: str, hi
 
 
 def recover_restages(client: QuestDBClient) -> list[str]:
-    """Finish partition rebuilds a crash interrupted: the staging table holds every row to keep."""
+    """Finish a partition rebuild that a release before the retire-by-UPDATE mechanism left behind when
+    it crashed: its staging table holds every row to keep. No current code creates staging tables."""
     done = []
     names = client.query("SELECT table_name FROM tables()")["table_name"].to_list()
     for name in names:

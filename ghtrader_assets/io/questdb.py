@@ -161,10 +161,11 @@ class QuestDBClient:
         ILP-over-HTTP request per flush, so a failed write leaves nothing half-applied. Returns rows sent."""
         if frame.height == 0:
             return 0
-        missing = set(table.column_names) - set(frame.columns)
+        missing = set(table.column_names) - set(frame.columns) - set(table.optional)
         if missing:
             raise ValueError(f"frame for {table.name} lacks columns {sorted(missing)}")
-        pdf = frame.select(table.column_names).to_pandas(use_pyarrow_extension_array=True)
+        columns = [c for c in table.column_names if c in frame.columns]
+        pdf = frame.select(columns).to_pandas(use_pyarrow_extension_array=True)
         try:
             if self._sender is None:  # one sender (one keep-alive HTTP connection) per client
                 self._sender = Sender.from_conf(self.settings.ilp_conf())
@@ -180,11 +181,16 @@ class QuestDBClient:
 
     # -- schema and consistency ---------------------------------------------------------------------
     def bootstrap(self, tables: Iterable[Table] = ALL_TABLES) -> list[str]:
-        """Create every missing table; idempotent. Returns the names of the tables it checked."""
+        """Create every missing table and add the columns a table made by an earlier version lacks;
+        idempotent. Returns the names of the tables it checked."""
         names = []
         for table in tables:
             identifier(table.name)
             self.execute(table.ddl())
+            present = set(self.query(f"SELECT \"column\" FROM table_columns('{table.name}')")["column"].to_list())
+            for name, kind in table.columns:
+                if name not in present:  # one ALTER per column: WAL tables take one change per statement
+                    self.execute(f"ALTER TABLE {table.name} ADD COLUMN {identifier(name)} {kind}")
             names.append(table.name)
         return names
 

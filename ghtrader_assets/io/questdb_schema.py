@@ -15,6 +15,8 @@ class Table:
     columns: tuple[tuple[str, str], ...]
     dedup_keys: tuple[str, ...]
     partition_by: str = "DAY"
+    # Columns a write may leave out (stored as NULL).
+    optional: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -36,6 +38,8 @@ _TICK_VALUES = tuple((c, "DOUBLE") for c in TICK_COLUMNS)
 
 # ts is the tick time in microseconds (QuestDB's TIMESTAMP); datetime_ns keeps the exact nanoseconds.
 # seq separates ticks of one symbol that share a datetime_ns. trading_day is 00:00 UTC of the trading day.
+# answer_hash names the provider answer a row came from (domain.ticks.answer_hash): a rewrite of a
+# (symbol, day) retires, by one UPDATE, exactly the rows whose answer is not the new one.
 RAW_TICKS = Table(
     "ghtrader_ticks_raw_v2",
     (
@@ -46,8 +50,10 @@ RAW_TICKS = Table(
         ("trading_day", "TIMESTAMP"),
         *_TICK_VALUES,
         ("row_hash", "LONG"),
+        ("answer_hash", "LONG"),
     ),
     ("ts", "symbol", "datetime_ns", "seq"),
+    optional=("answer_hash",),
 )
 
 MAIN_L5_TICKS = Table(
@@ -63,8 +69,10 @@ MAIN_L5_TICKS = Table(
         ("segment_id", "INT"),
         ("schedule_hash", "LONG"),
         ("row_hash", "LONG"),
+        ("answer_hash", "LONG"),
     ),
     ("ts", "symbol", "datetime_ns", "seq"),
+    optional=("answer_hash",),
 )
 
 # Calendar days (ts = 00:00 UTC of the date) with whether the exchanges trade that day.

@@ -9,6 +9,8 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,6 +70,7 @@ class TqSdkClient:
         self.settings = settings
         self._sleep = sleep
         self._api: Any = None
+        self._cache_dir: str | None = None
         self.reconnects = 0
 
     # -- session ------------------------------------------------------------------------------------
@@ -81,7 +84,22 @@ class TqSdkClient:
             self._api = self._open()
         return self._api
 
+    def _use_own_cache(self) -> None:
+        """Point TqSdk's on-disk series cache (a module global, keyed by symbol only) at a directory of
+        this client's own, so two runs downloading the same contract never read or delete each other's
+        files. Set before every download: another client in the same process may have moved it."""
+        from tqsdk import data_series
+
+        if not self.settings.drop_tqsdk_cache:
+            return  # the user keeps TqSdk's shared cache (~/.tqsdk) on purpose
+        if self._cache_dir is None:
+            self._cache_dir = tempfile.mkdtemp(prefix="ghtrader-tqsdk-")
+        data_series.CACHE_DIR = self._cache_dir
+
     def close(self) -> None:
+        if self._cache_dir is not None:
+            shutil.rmtree(self._cache_dir, ignore_errors=True)
+            self._cache_dir = None
         if self._api is not None:
             try:
                 self._api.close()
@@ -146,6 +164,7 @@ class TqSdkClient:
         session included), as datetime_ns + the 27 tick columns, in provider order."""
 
         def fetch(api: Any) -> pl.DataFrame:
+            self._use_own_cache()
             try:
                 df = _download_ticks(api, contract, day, self.settings.download_timeout_s)
             finally:
@@ -159,6 +178,7 @@ class TqSdkClient:
         """Closing open interest per trading day, from daily klines (for the optional open-interest rule)."""
 
         def fetch(api: Any) -> dict[date, float]:
+            self._use_own_cache()
             try:
                 df = api.get_kline_data_series(symbol=contract, duration_seconds=86400, start_dt=start, end_dt=end)
             finally:
@@ -272,7 +292,7 @@ def _quote_time_ns(text: str) -> int:
 
 
 def _drop_tqsdk_tick_cache(symbol: str, duration_ns: int = 0) -> None:
-    from tqsdk import data_series
+    from tqsdk import data_series  # CACHE_DIR is this client's own directory (see _use_own_cache)
 
     for path in glob.glob(os.path.join(data_series.CACHE_DIR, f"{glob.escape(symbol)}.{duration_ns}.*")):
         try:

@@ -61,3 +61,14 @@ def test_frame_helpers() -> None:
     assert agg["row_hash_min"] == frame["row_hash"].min()
     assert l5_present(frame)
     assert not l5_present(frame.with_columns(pl.lit(float("nan")).alias(c) for c in TICK_COLUMNS))
+
+
+def test_answer_hash_vector_and_order_sensitivity() -> None:
+    import numpy as np
+
+    from ghtrader_assets.domain.ticks import answer_hash
+
+    assert answer_hash(np.array([1, -2, 3], dtype=np.int64)) == 5540324025469804030
+    assert answer_hash(np.array([3, -2, 1], dtype=np.int64)) != answer_hash(np.array([1, -2, 3], dtype=np.int64))
+    extremes = np.array([-(2**63), 2**63 - 1], dtype=np.int64)
+    assert answer_hash(extremes) == answer_hash(extremes.copy())

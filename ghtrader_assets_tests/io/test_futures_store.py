@@ -26,7 +26,7 @@ def frame(contract: str, day: date, n: int, price: float) -> pl.DataFrame:
     return with_seq(with_row_hash(out)).with_columns(
         pl.from_epoch("datetime_ns", time_unit="ns").alias("ts"),
         pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day"),
-    ).select(RAW_TICKS.column_names)
+    ).select(store.RAW_FRAME_COLUMNS)
 
 
 def stored(qdb: QuestDBClient, table, symbol: str, day: date) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import dataclasses
 import uuid
 from datetime import datetime
 
@@ -17,7 +18,7 @@ from ghtrader_assets.io.questdb_server import free_ports
 
 def scratch_table(base: Table) -> Table:
     """A copy of a project table under a fresh name, so tests never see each other's rows."""
-    return Table(f"{base.name}_t{uuid.uuid4().hex[:8]}", base.columns, base.dedup_keys, base.partition_by)
+    return dataclasses.replace(base, name=f"{base.name}_t{uuid.uuid4().hex[:8]}")
 
 
 def tick_frame(symbol: str, times_ns: list[int], price: float = 100.0) -> pl.DataFrame:

@@ -9,6 +9,7 @@ from ghtrader_assets import futures_chain as chain
 from ghtrader_assets.defs.futures.partitions import TRADING_DAY, VarietyDay, variety_day_partitions, variety_partitions
 from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
 from ghtrader_assets.defs.resources import QuestDBResource
+from ghtrader_assets.defs.run_queue import claim_run_limits
 from ghtrader_assets.domain.schedule import main_symbol
 from ghtrader_assets.domain.sessions import Sessions
 from ghtrader_assets.io import futures_store as store
@@ -32,6 +33,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
     ) -> dg.MaterializeResult:
         """The exchange calendar and each variety's sessions (quote.trading_time), stored in QuestDB;
         adds one `trading_day` partition per trading day through the current one."""
+        claim_run_limits(context, (), tqsdk=True)
         with questdb.client() as qdb:
             result = chain.refresh_calendar(tqsdk.client(), qdb, varieties, futures.start(), futures.clock())
         known = list(context.instance.get_dynamic_partitions(TRADING_DAY.name))
@@ -77,6 +79,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         day in ghtrader_main_schedule_v2. Partitioned by variety only: the mapping is a per-variety
         time series, extended incrementally, not a per-day computation."""
         variety = context.partition_key
+        claim_run_limits(context, [variety], tqsdk=True)
         with questdb.client() as qdb:
             calendar = store.read_calendar(qdb)
             days = [date.fromisoformat(k) for k in context.instance.get_dynamic_partitions(TRADING_DAY.name)]
@@ -120,7 +123,6 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                          description="Per (symbol, day, kind) rows, first/last tick, L5 presence, row-hash aggregates."),
         ],
         check_specs=[dg.AssetCheckSpec(INDEX_CHECK, asset=DAY_INDEX, description="index rows equal the stored ticks")],
-        op_tags={"ghtrader/provider": "tqsdk"},
     )
     def futures_ticks(
         context: dg.AssetExecutionContext, tqsdk: TqSdkResource, questdb: QuestDBResource, futures: FuturesSettings
@@ -133,6 +135,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
             rng = context.partition_key_range
             raise dg.Failure(description=f"the partition range {rng.start}..{rng.end} holds no partitions "
                                          "(reversed, or no trading days of the variety between its ends)")
+        claim_run_limits(context, {p.variety for p in parts}, tqsdk=UNDERLYING_TICKS in selected)
         failures: dict[str, str] = {}
         verify_error = ""
         indexed: dict[str, dict] = {}  # main symbol -> {day: stats computed from the stored ticks}

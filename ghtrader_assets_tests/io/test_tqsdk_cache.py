@@ -1,0 +1,44 @@
+"""TqSdk's on-disk series cache is per client: two clients downloading the same contract day at once,
+in two processes, neither read nor delete each other's files, and each leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from ghtrader_assets.sim.tq import TqSimServer
+
+ROOT = Path(__file__).resolve().parents[2]
+DOWNLOAD = """
+import json, os, sys
+from datetime import date
+from tqsdk import data_series
+from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
+contract, day = sys.argv[1], date.fromisoformat(sys.argv[2])
+with TqSdkClient(TqSettings("sim", "sim")) as tq:
+    frames = [tq.ticks(contract, day) for _ in range(3)]
+    own = data_series.CACHE_DIR
+print(json.dumps({"rows": [f.height for f in frames], "cache_dir": own, "left": os.path.exists(own)}))
+"""
+
+
+def test_two_processes_downloading_one_contract_keep_their_own_cache(tq_sim: TqSimServer, tmp_path: Path) -> None:
+    day = date(2024, 3, 13)
+    contract = tq_sim.market.main_contract("SHFE.cu", day)
+    env = {**os.environ, **tq_sim.env(), "HOME": str(tmp_path)}  # a private HOME: the shared default cache
+    procs = [subprocess.Popen([sys.executable, "-c", DOWNLOAD, contract, day.isoformat()], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err[-2000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    want = len(tq_sim.market.ticks(contract, day))
+    assert all(r["rows"] == [want] * 3 for r in results)
+    assert results[0]["cache_dir"] != results[1]["cache_dir"]
+    assert not any(r["left"] for r in results)
+    assert not (tmp_path / ".tqsdk" / "data_series_1").exists() or not os.listdir(tmp_path / ".tqsdk" / "data_series_1")
