@@ -3,25 +3,16 @@ driven by Debian's headless Chromium through Playwright."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from ghtrader_assets.io.questdb import QuestDBSettings
 from ghtrader_assets.sim.tq import TqSimServer
+from ghtrader_assets_tests.fixtures.dagster_dev import VARIETIES, DagsterUI, dagster_dev
 
 pytestmark = pytest.mark.browser
 
@@ -32,139 +23,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CHAIN_ASSETS = ("trading_days", "main_schedule", "underlying_ticks", "main_l5", "day_index")
 IBKR_ASSETS = ("ibkr_contracts", "ibkr_hours_bars", "ibkr_minutes_bars")
-VARIETIES = "SHFE.cu,DCE.m"
-START_TIMEOUT_S = 90.0
 RUN_TIMEOUT_S = 90.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def example_env() -> dict[str, str]:
-    """Every setting the project documents, with its example value (.env.example, KEY=VALUE lines)."""
-    env = {}
-    for line in (ROOT / ".env.example").read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            env[key.strip()] = value.strip()
-    return env
-
-
-def definitions_env(questdb: QuestDBSettings, srv: TqSimServer, scratch: Path) -> dict[str, str]:
-    """What the code location needs: every documented setting (so a newly added one is never missing),
-    then QuestDB, TqSdk pointed at the simulator, the chain's test settings, and IBKR files in `scratch`."""
-    return {
-        **example_env(),
-        "QUESTDB_HOST": questdb.host,
-        "QUESTDB_HTTP_PORT": str(questdb.http_port),
-        "QUESTDB_PG_PORT": str(questdb.pg_port),
-        "QUESTDB_USER": questdb.user,
-        "QUESTDB_PASSWORD": questdb.password,
-        "GHTRADER_QUESTDB_EXTERNAL": "1",
-        "TQSDK_USER": "sim",
-        "TQSDK_PASSWORD": "sim",
-        "GHTRADER_START_DATE": "2024-01-02",
-        "GHTRADER_NOW": "2024-04-12T17:00:00+08:00",
-        "GHTRADER_SCHEDULE_SOURCE": "backtest",
-        "GHTRADER_VARIETIES": VARIETIES,
-        # Nothing IBKR runs here; should anything write, it writes into the test's directory.
-        "GHTRADER_IB_DATA_ROOT": str(scratch / "raw" / "ib"),
-        "GHTRADER_STATE_DIR": str(scratch / "state"),
-        "GHTRADER_IB_UNIVERSE": "",
-        **srv.env(),
-    }
-
-
-@dataclass
-class DagsterUI:
-    url: str
-    home: Path
-    log: Path
-    env: dict[str, str]  # the code location's settings (without the inherited environment)
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        req = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            out = json.loads(resp.read())
-        assert "errors" not in out, out
-        return out["data"]
-
-    def runs(self) -> list[dict]:
-        data = self.graphql("""{ runsOrError { ... on Runs { results {
-            runId status tags { key value } assetSelection { path } } } } }""")
-        return data["runsOrError"]["results"]
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """dagster dev may ignore SIGTERM when headless: SIGTERM the group, then SIGKILL whatever is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(10)
 
 
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory: pytest.TempPathFactory, questdb_settings: QuestDBSettings,
                tq_sim: TqSimServer) -> Iterator[DagsterUI]:
-    """`dagster dev` (webserver + daemon) on a free loopback port with a throw-away DAGSTER_HOME."""
-    base = tmp_path_factory.mktemp("dagster_ui")
-    home, user_home = base / "dagster_home", base / "home"
-    home.mkdir()
-    user_home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    # `dagster dev` loads the .env of its working directory OVER the environment, so it runs from a
-    # directory without one (a developer's .env must not change what the test sees); the code location
-    # itself still runs from the project root.
-    workspace = base / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n  - python_module:\n      module_name: ghtrader_assets.definitions\n"
-        f"      location_name: ghtrader_assets\n      working_directory: {json.dumps(str(ROOT))}\n"
-    )
-    port = _free_port()
-    defs_env = definitions_env(questdb_settings, tq_sim, base)
-    env = {**os.environ, **defs_env, "DAGSTER_HOME": str(home),
-           # tqsdk keeps a tick cache under ~/.tqsdk keyed by symbol only: give the runs their own.
-           "HOME": str(user_home)}
-    log = base / "dagster.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    ui = DagsterUI(f"http://127.0.0.1:{port}", home, log, defs_env)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dagster dev exited with {proc.returncode}:\n{ui.log_tail()}", pytrace=False)
-            try:
-                with urllib.request.urlopen(f"{ui.url}/server_info", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"dagster dev did not answer within {START_TIMEOUT_S:.0f} s:\n{ui.log_tail()}", pytrace=False)
-            time.sleep(0.5)
+    with dagster_dev(tmp_path_factory.mktemp("dagster_ui"), questdb_settings, tq_sim) as ui:
         yield ui
-    finally:
-        _stop_group(proc)
 
 
 def defined_asset_keys(env: dict[str, str]) -> set[str]:

@@ -5,7 +5,6 @@ another (symbol, day) is ever lost or hidden, and every rewritten day ends as it
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,0 +1,92 @@
+"""Run-level limits: the run queue tags every futures run with its variety and provider, so a backfill
+launched as the UI launches it (GraphQL `launchPartitionBackfill` against `dagster dev`) is limited to one
+run per variety; two varieties' backfills run side by side and store exactly the simulator's ticks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ghtrader_assets.defs.run_queue import PROVIDER_TAG, VARIETY_TAG, run_limit_tags
+from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
+from ghtrader_assets.sim.tq import TqSimServer
+from ghtrader_assets_tests.fixtures.dagster_dev import DagsterUI, dagster_dev
+from ghtrader_assets_tests.reliability._chain import Chain, assert_stored_equals_truth, questdb_resource, resources
+
+TICKS = ["underlying_ticks", "main_l5", "day_index"]
+
+
+def test_run_limit_tags_from_partition_tags() -> None:
+    single = {"dagster/partition": "2024-01-02|SHFE.cu", "dagster/partition/variety": "SHFE.cu"}
+    assert run_limit_tags(single, TICKS) == {VARIETY_TAG: "SHFE.cu", PROVIDER_TAG: "tqsdk"}
+    ranged = {"dagster/asset_partition_range_start": "2024-01-02|DCE.m",
+              "dagster/asset_partition_range_end": "2024-02-01|DCE.m"}
+    assert run_limit_tags(ranged, ["main_l5", "day_index"]) == {VARIETY_TAG: "DCE.m"}  # no TqSdk session
+    assert run_limit_tags({"dagster/partition": "SHFE.cu"}, ["main_schedule"]) == {
+        VARIETY_TAG: "SHFE.cu", PROVIDER_TAG: "tqsdk"}
+    assert run_limit_tags({}, ["trading_days"]) == {PROVIDER_TAG: "tqsdk"}
+    assert run_limit_tags({"dagster/partition": "AAPL"}, ["ibkr_hours_bars"]) == {}  # IBKR: not a variety
+    assert run_limit_tags({VARIETY_TAG: "SHFE.cu", "dagster/partition": "SHFE.cu"}, ["main_schedule"]) == {
+        PROVIDER_TAG: "tqsdk"}  # a tag the run already has is kept as it is
+
+
+LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+
+
+def launch_backfill(ui: DagsterUI, assets: list[str], partitions: list[str]) -> str:
+    data = ui.graphql(LAUNCH, {"params": {"assetSelection": [{"path": [a]} for a in assets],
+                                          "partitionNames": partitions, "fromFailure": False}})
+    out = data["launchPartitionBackfill"]
+    assert out["__typename"] == "LaunchBackfillSuccess", out
+    return out["backfillId"]
+
+
+def wait_backfill_runs(ui: DagsterUI, backfill_ids: list[str], timeout: float = 420) -> tuple[list[dict], int]:
+    """Poll until every run of the backfills has finished; return them and the most runs of one variety
+    seen STARTED at the same time."""
+    deadline, most = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        runs = [r for r in ui.runs() if any(t["key"] == "dagster/backfill" and t["value"] in backfill_ids for t in r["tags"])]
+        started: dict[str, int] = {}
+        for r in runs:
+            if r["status"] in ("STARTING", "STARTED"):
+                tags = {t["key"]: t["value"] for t in r["tags"]}
+                started[tags.get(VARIETY_TAG, "?")] = started.get(tags.get(VARIETY_TAG, "?"), 0) + 1
+        most = max([most, *started.values()])
+        done = {b for r in runs for t in r["tags"] if t["key"] == "dagster/backfill" for b in [t["value"]]
+                if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")}
+        if runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs) and done >= set(backfill_ids):
+            return runs, most
+        time.sleep(0.5)
+    pytest.fail(f"backfills {backfill_ids} did not finish in {timeout:.0f} s:\n{ui.log_tail()}", pytrace=False)
+
+
+def test_ui_backfills_of_two_varieties_run_in_parallel_one_run_per_variety(
+    tmp_path: Path, questdb_settings: QuestDBSettings, tq_sim: TqSimServer
+) -> None:
+    days = tq_sim.market.trading_days()
+    first_days, more_days = days[:4], days[4:7]
+    with dagster_dev(tmp_path, questdb_settings, tq_sim) as ui:
+        # trading_days and the schedules in-process, into the same instance: not what is under test here.
+        with dg.DagsterInstance.from_config(str(ui.home)) as instance:
+            Chain(tq_sim, instance, resources(questdb_resource(questdb_settings), tq_sim.market), ("SHFE.cu", "DCE.m")).prepare()
+
+        # Two varieties at once, and a second SHFE.cu backfill that must wait for the first.
+        keys = lambda variety, ds: [f"{d.isoformat()}|{variety}" for d in ds]  # noqa: E731
+        ids = [launch_backfill(ui, TICKS, keys("SHFE.cu", first_days)),
+               launch_backfill(ui, TICKS, keys("DCE.m", first_days)),
+               launch_backfill(ui, TICKS, keys("SHFE.cu", more_days))]
+        runs, most = wait_backfill_runs(ui, ids)
+        assert all(r["status"] == "SUCCESS" for r in runs), ui.log_tail()
+        tags = [{t["key"]: t["value"] for t in r["tags"]} for r in runs]
+        assert sorted(t[VARIETY_TAG] for t in tags) == ["DCE.m", "SHFE.cu", "SHFE.cu"]
+        assert most == 1, "two runs of one variety were running at the same time"
+
+    with QuestDBClient(questdb_settings) as qdb:
+        rows = assert_stored_equals_truth(qdb, tq_sim.market, "SHFE.cu", first_days + more_days)
+        rows += assert_stored_equals_truth(qdb, tq_sim.market, "DCE.m", first_days)
+    assert rows > 0
