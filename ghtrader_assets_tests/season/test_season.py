@@ -27,6 +27,7 @@ from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.io.questdb_server import QuestDBServer, ServerPorts
 from ghtrader_assets.sim.tq import Faults, MarketConfig, TqSimServer
+from ghtrader_assets.sim.tq import calendar as cal
 from ghtrader_assets_tests.fixtures.tq_sim import tq_env
 
 VARIETY = "SHFE.cu"
@@ -52,6 +53,8 @@ def market_config() -> MarketConfig:
 
 
 def next_clock(t: datetime) -> datetime:
+    if not cal.is_trading_day(t.date()) and t.time() >= time(1, 0):
+        return t + timedelta(hours=6)  # weekends and holidays (after Friday's night): step faster
     for a, b in CRITICAL:
         if a <= t.time() < b:
             return t + timedelta(minutes=15)
@@ -197,6 +200,11 @@ def test_a_season_of_daily_updates_ends_where_a_clean_backfill_ends(tmp_path: Pa
             per_day = Counter(downloads[k] for k in scheduled if k in downloads)
             extra = {f"{c} {d}": n for (c, d), n in sorted(downloads.items(), key=lambda x: x[0][1]) if n != 1}
             unscheduled = sorted(f"{c} {d}" for c, d in downloads if (c, d) not in scheduled)
+            schedule_runs = inst.fetch_materializations(dg.AssetKey("main_schedule"), limit=1000).records
+            named_stale = sorted({k for r in schedule_runs for k in r.asset_materialization.metadata["stale_partitions"].value})
+            revisions = sorted({x for r in schedule_runs for x in r.asset_materialization.metadata["revisions"].value})
+            check = inst.get_latest_asset_check_evaluation_record(
+                dg.AssetCheckKey(dg.AssetKey("main_schedule"), "agrees_with_continuous_table"))
             rows = sum(got[d]["raw"]["rows_total"] + got[d]["main_l5"]["rows_total"] for d in market_days if got[d]["raw"])
             with capsys.disabled():
                 print(f"\nseason: {len(market_days)} trading days {START}..{END}, {op.figures['evaluations']} sensor "
@@ -207,10 +215,16 @@ def test_a_season_of_daily_updates_ends_where_a_clean_backfill_ends(tmp_path: Pa
                       f"index), {rows} stored rows; differences: {len(differences)}")
                 print(f"tick downloads per scheduled (contract, day): {dict(sorted(per_day.items()))}; "
                       f"more than one: {extra}; of contracts no longer scheduled: {unscheduled}")
+                print(f"revisions reported: {len(revisions)} days ({revisions[0] if revisions else ''} ...); partitions named stale by the check meanwhile: "
+                      f"{len(named_stale)}; the check at the end: {check.status.value if check else None}")
                 print(f"open no-data records: {len(open_records)} ({len(answerable)} the provider can answer)")
                 for d in differences[:10]:
                     print("  difference:", d)
             assert not differences
+            # the corrected roll: the roll day changes contract, the following days change segment
+            assert revisions[0] == "2024-01-19: SHFE.cu2402 (segment 20240102) -> SHFE.cu2404 (segment 20240119)"
+            assert all(r.endswith("-> SHFE.cu2404 (segment 20240119)") for r in revisions)
+            assert check is not None and check.status.value == "SUCCEEDED"
             assert not answerable
             assert all(k in downloads for k in scheduled), "every scheduled (contract, day) downloaded"
             faulted = {("SHFE.cu2402", date(2024, 1, 12)), ("SHFE.cu2404", date(2024, 2, 21))}
