@@ -145,7 +145,8 @@ def day_figures(qdb: QuestDBClient, days: list[date]) -> dict[date, dict]:
     return out
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.season
+@pytest.mark.timeout(1500)  # ~7 min alone on 2 cores; twice that when other suites share the cores
 def test_a_season_of_daily_updates_ends_where_a_clean_backfill_ends(tmp_path: Path, capsys) -> None:
     began = wall.monotonic()
     cfg = market_config()
