@@ -34,5 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.func(args) or 0)
 
 
+def entry() -> int:
+    """The `ghtrader-assets` command: ./.env first, by the one rule of every entry point (.env wins over
+    exported variables, as in the dagster CLI; each overridden value is warned about), then `main`."""
+    from pathlib import Path
+
+    from ghtrader_assets.envfile import load_env_file
+
+    load_env_file(Path(".env"))
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

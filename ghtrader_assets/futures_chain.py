@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 import polars as pl
 
-from ghtrader_assets.domain.calendar import CST, TradingCalendar, current_trading_day
+from ghtrader_assets.domain.calendar import CST, CalendarError, TradingCalendar, current_trading_day
 from ghtrader_assets.domain.schedule import (
+    Revision,
+    decidable_from,
+    diff_schedule,
     ScheduleError,
     ScheduleRow,
     build_schedule,
@@ -22,6 +25,8 @@ from ghtrader_assets.domain.schedule import (
     parse_variety,
     roll_days,
 )
+from ghtrader_assets.domain.no_data import DEFAULT_MAX_RETRIES, next_retry, permanent_reason
+from ghtrader_assets.domain.session_history import SessionHistory
 from ghtrader_assets.domain.sessions import Sessions
 from ghtrader_assets.domain.tick_cleaning import CleaningReport, clean_ticks
 from ghtrader_assets.domain.ticks import with_row_hash, with_seq
@@ -96,6 +101,23 @@ class ScheduleResult:
     new_days: int
     source: str
     disagreements: list[tuple[date, str | None, str | None]] = field(default_factory=list)
+    revisions: list[Revision] = field(default_factory=list)  # applied: settled days now assigned differently
+    pending: list[Revision] = field(default_factory=list)  # not applied: older than the confirmation age
+    changed_days: list[date] = field(default_factory=list)  # stored days whose contract/segment changed
+    provisional_days: list[date] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScheduleRules:
+    """When a day is decided, how far back the source is asked again, and which revisions need a confirmation."""
+
+    now: datetime | None = None  # None: every day is decidable (a backfill of the past)
+    published_at: time = time(20, 0)  # Beijing, on the previous trading day: the vendor's table has the day
+    night_open: time | None = time(21, 0)  # the variety's night open (None: no night session)
+    day_open: time = time(9, 0)
+    recheck_days: int = 10  # settled days asked again every run (all days for the continuous table)
+    confirm_older_than: int = 0  # revisions of days older than this many trading days need confirm; 0 = none
+    confirmed: bool = False
 
 
 def refresh_schedule(
@@ -106,26 +128,69 @@ def refresh_schedule(
     days: list[date],
     source: str = "backtest",
     rebuild: bool = False,
+    rules: ScheduleRules | None = None,
 ) -> ScheduleResult:
-    """Extend (or rebuild) the variety's schedule over `days`. Days already scheduled keep their
-    contract, segment and hash; only days after the last scheduled one are asked of the source."""
+    """Extend the variety's schedule over `days` and re-ask the source for every provisional day and the
+    last `recheck_days` settled ones (all of them for the cheap continuous table, or with `rebuild`).
+    A day is provisional while the source cannot answer for it yet: before the vendor publishes it
+    (`published_at` on the previous trading day) or before it opens (a backtest sees the switch only at
+    the day's first update); a settled day the source now assigns differently is a revision: applied and
+    reported, or, for days older than `confirm_older_than` trading days, reported as pending confirmation."""
+    rules = rules or ScheduleRules()
     parse_variety(variety)
     if source not in SCHEDULE_SOURCES:
         raise ChainError(f"unknown schedule source {source!r}; choose one of {SCHEDULE_SOURCES}")
     if not days:
         raise ChainError(f"no trading days to schedule for {variety}: materialize trading_days first")
-    existing = {} if rebuild else {r.trading_day: r.main_contract for r in store.read_schedule(qdb, variety)}
     wanted = set(days)
-    existing = {d: c for d, c in existing.items() if d in wanted}
-    todo = [d for d in days if not existing or d > max(existing)]
-    mapping = dict(existing)
-    if todo:
-        mapping.update(_source_mapping(tq, variety, calendar, todo, source, existing))
-    rows = build_schedule(variety, mapping)
-    if todo:
-        new = set(todo)
-        store.write_schedule(qdb, variety, [r for r in rows if r.trading_day in new], source)
-    return ScheduleResult(variety, rows, len(todo), source)
+    stored = {r.trading_day: r for r in store.read_schedule(qdb, variety) if r.trading_day in wanted}
+    settled_prefix: list[date] = []
+    for d in days:
+        if d not in stored or stored[d].provisional:
+            break
+        settled_prefix.append(d)
+    recheck = len(settled_prefix) if (rebuild or source == "continuous_table") else rules.recheck_days
+    keep = settled_prefix[: max(len(settled_prefix) - recheck, 0)]
+    ask = days[len(keep):]
+    base = {d: stored[d].main_contract for d in keep}
+    mapping = dict(base)
+    if ask:
+        mapping.update(_source_mapping(tq, variety, calendar, ask, source, base))
+    provisional = [d for d in days if not _decidable(calendar, d, rules)]
+    rows = build_schedule(variety, mapping, provisional)
+    to_write, revisions = diff_schedule(stored, rows)
+    pending: list[Revision] = []
+    if rules.confirm_older_than and not rules.confirmed and revisions and rules.now is not None:
+        recent = calendar.between(calendar.first, current_trading_day(calendar, rules.now))[-rules.confirm_older_than:]
+        pending = [r for r in revisions if r.trading_day < recent[0]]
+        if pending:
+            for r in pending:
+                mapping[r.trading_day] = r.old.main_contract
+            rows = build_schedule(variety, mapping, provisional)
+            to_write, revisions = diff_schedule(stored, rows)
+            pending = [p for p in pending if p.trading_day not in {r.trading_day for r in revisions}]
+    for r in revisions:
+        log.warning("%s: the source revised %s", variety, r.describe())
+    if to_write:
+        store.write_schedule(qdb, variety, to_write, source)
+    changed = [r.trading_day for r in to_write if r.trading_day in stored and not r.same_assignment(stored[r.trading_day])]
+    new_days = sum(1 for d in days if d not in stored)
+    return ScheduleResult(variety, rows, new_days, source, revisions=revisions, pending=pending,
+                          changed_days=changed, provisional_days=provisional)
+
+
+def _decidable(calendar: TradingCalendar, day: date, rules: ScheduleRules) -> bool:
+    if rules.now is None:
+        return True
+    try:
+        previous = calendar.previous_trading_day(day)
+    except CalendarError:
+        return True
+    if rules.night_open is not None and calendar.has_night_session(day):
+        opens = datetime.combine(previous, rules.night_open, CST)
+    else:
+        opens = datetime.combine(day, rules.day_open, CST)
+    return rules.now >= max(opens, decidable_from(previous, rules.published_at))
 
 
 def _source_mapping(
@@ -174,21 +239,27 @@ class DayResult:
     index: dict | None = None
     cleaning: CleaningReport | None = None
     no_data: bool = False
+    no_data_status: str = ""  # retrying (provider empty, asked again at next_retry) | permanent
+    no_data_attempts: int = 0
+    next_retry: datetime | None = None
 
 
 def fetch_underlying_day(
     tq: TqSdkClient,
     qdb: QuestDBClient,
     calendar: TradingCalendar,
-    sessions: Sessions,
+    sessions: Sessions | SessionHistory,
     row: ScheduleRow,
     variety: str,
     day: date,
     result: DayResult,
     open_no_data: set[tuple[str, date]],
+    now: datetime | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> None:
     """Download the scheduled contract's ticks of `day` (start = end = day) and store exactly them.
-    `open_no_data` holds the unresolved no-data records (see store.open_no_data_days); kept up to date."""
+    `open_no_data` holds the unresolved no-data records (see store.open_no_data_days); kept up to date.
+    An empty answer is recorded with its attempt count and the time to ask again (see domain.no_data)."""
     contract = row.main_contract
     bounds = calendar.bounds_ns(day)
     frame, report = clean_ticks(tq.ticks(contract, day), calendar, sessions, day)
@@ -197,9 +268,17 @@ def fetch_underlying_day(
         log.warning("%s %s: cleaning rule changed the provider frame: %s", contract, day, report.as_metadata())
     if frame.height == 0:
         reason = "provider returned no ticks" if result.final else "provider returned no ticks (day unfinished)"
-        store.write_no_data(qdb, contract, day, "raw", reason, resolved=False)
+        attempts = (store.no_data_attempts(qdb, contract, day, "raw") if (contract, day) in open_no_data else 0) + 1
+        asked_at = now or datetime.now(CST)
+        retry_at = next_retry(asked_at, attempts, max_retries)
+        status = "retrying" if retry_at else "permanent"
+        if retry_at is None:
+            reason = permanent_reason(attempts, reason)
+        store.write_no_data(qdb, contract, day, "raw", reason, resolved=False, attempts=attempts,
+                            next_retry=retry_at, status=status)
         open_no_data.add((contract, day))
         result.no_data = True
+        result.no_data_status, result.no_data_attempts, result.next_retry = status, attempts, retry_at
         result.raw = {"rows_total": 0}
         return
     frame = with_seq(with_row_hash(frame)).with_columns(
@@ -218,7 +297,8 @@ def build_main_l5_day(qdb: QuestDBClient, calendar: TradingCalendar, row: Schedu
     result.main_l5 = {"rows_total": rows}
 
 
-def index_day(qdb: QuestDBClient, calendar: TradingCalendar, row: ScheduleRow, variety: str, day: date, result: DayResult) -> None:
+def index_day(qdb: QuestDBClient, calendar: TradingCalendar, row: ScheduleRow, variety: str, day: date, result: DayResult,
+              open_no_data: set[tuple[str, date]] | None = None) -> None:
     """Index what is stored (raw contract and main series) and check the two agree: main_l5 is a copy
     of the scheduled contract's day, so rows and row-hash aggregates must equal those of the raw ticks
     (as just fetched, when this run fetched them)."""
@@ -228,8 +308,17 @@ def index_day(qdb: QuestDBClient, calendar: TradingCalendar, row: ScheduleRow, v
     main = store.day_stats(qdb, store.MAIN_L5_TICKS, main_symbol(variety), day, bounds)
     store.write_index(qdb, row.main_contract, day, "raw", raw, None)
     store.write_index(qdb, main_symbol(variety), day, "main_l5", main, row.main_contract)
+    symbol = main_symbol(variety)
     if main["rows_total"] == 0:
-        store.write_no_data(qdb, main_symbol(variety), day, "main_l5", "no raw ticks for the scheduled contract", resolved=False)
+        # Follows the raw record: retried (and resolved) with the raw day.
+        store.write_no_data(qdb, symbol, day, "main_l5", f"no raw ticks for {row.main_contract}", resolved=False,
+                            attempts=max(result.no_data_attempts, 1), next_retry=result.next_retry,
+                            status=result.no_data_status or "retrying")
+        if open_no_data is not None:
+            open_no_data.add((symbol, day))
+    elif open_no_data is not None and (symbol, day) in open_no_data:
+        store.write_no_data(qdb, symbol, day, "main_l5", "data arrived on a later run", resolved=True)
+        open_no_data.discard((symbol, day))
     result.index = main
     mismatch = {k: (raw[k], main[k]) for k in raw if raw[k] != main[k]}
     if mismatch:

@@ -11,7 +11,9 @@ import bisect
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time
+
+from ghtrader_assets.domain.calendar import CST
 
 _VARIETY = re.compile(r"^(SHFE|DCE|CZCE|CFFEX|INE|GFEX)\.([A-Za-z]{1,4})$")
 _CONTRACT = re.compile(r"^(SHFE|DCE|CZCE|CFFEX|INE|GFEX)\.([A-Za-z]{1,4})(\d{3,4})$")
@@ -51,6 +53,53 @@ class ScheduleRow:
     main_contract: str
     segment_id: int
     schedule_hash: int
+    # Computed before the source could answer for the day: recomputed by the next run, never frozen.
+    provisional: bool = False
+
+    def same_assignment(self, other: "ScheduleRow | None") -> bool:
+        """Same contract, segment and hash (what the day's main_l5 rows carry)."""
+        return other is not None and (self.main_contract, self.segment_id, self.schedule_hash) == (
+            other.main_contract, other.segment_id, other.schedule_hash)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A stored, settled day that the source now assigns differently."""
+
+    trading_day: date
+    old: ScheduleRow
+    new: ScheduleRow
+
+    @property
+    def contract_changed(self) -> bool:
+        return self.old.main_contract != self.new.main_contract
+
+    def describe(self) -> str:
+        return (f"{self.trading_day}: {self.old.main_contract} (segment {self.old.segment_id}) -> "
+                f"{self.new.main_contract} (segment {self.new.segment_id})")
+
+
+def decidable_from(previous_trading_day: date, published_at: time) -> datetime:
+    """When the vendor's table has the trading day after `previous_trading_day`: it publishes the next
+    day's main contract that evening at `published_at` (Beijing); the day must also have opened."""
+    return datetime.combine(previous_trading_day, published_at, CST)
+
+
+def diff_schedule(
+    stored: Mapping[date, ScheduleRow], computed: Sequence[ScheduleRow]
+) -> tuple[list[ScheduleRow], list[Revision]]:
+    """Rows to write (new days, changed days, provisional status changed) and the revisions among them
+    (days stored as settled whose contract, segment or hash the source now gives differently)."""
+    to_write: list[ScheduleRow] = []
+    revisions: list[Revision] = []
+    for row in computed:
+        old = stored.get(row.trading_day)
+        if old is not None and row.same_assignment(old) and old.provisional == row.provisional:
+            continue
+        to_write.append(row)
+        if old is not None and not old.provisional and not row.same_assignment(old):
+            revisions.append(Revision(row.trading_day, old, row))
+    return to_write, revisions
 
 
 def day_contracts_from_events(
@@ -102,10 +151,13 @@ def _delivery(contract: str) -> str:
     return parse_contract(contract)[2].rjust(4, "0")
 
 
-def build_schedule(variety: str, day_contracts: Mapping[date, str]) -> list[ScheduleRow]:
+def build_schedule(
+    variety: str, day_contracts: Mapping[date, str], provisional: Iterable[date] = ()
+) -> list[ScheduleRow]:
     """Group consecutive days with the same contract into segments. segment_id is the segment's first
     trading day as YYYYMMDD; schedule_hash is FNV-1a 64 of 'variety|contract|first day'."""
     parse_variety(variety)
+    pending = set(provisional)
     rows: list[ScheduleRow] = []
     start: date | None = None
     previous: str | None = None
@@ -115,7 +167,8 @@ def build_schedule(variety: str, day_contracts: Mapping[date, str]) -> list[Sche
         if contract != previous:
             start, previous = day, contract
         assert start is not None
-        rows.append(ScheduleRow(day, contract, segment_id(start), schedule_hash(variety, contract, start)))
+        rows.append(ScheduleRow(day, contract, segment_id(start), schedule_hash(variety, contract, start),
+                                day in pending))
     return rows
 
 

@@ -38,6 +38,7 @@ KINDS = {"raw": RAW_TICKS, "main_l5": MAIN_L5_TICKS}
 RETIRED_PREFIX = "~"
 # What a caller hands `replace_raw_day`: every raw column but answer_hash, which the store derives.
 RAW_FRAME_COLUMNS = tuple(c for c in RAW_TICKS.column_names if c != "answer_hash")
+PROVISIONAL = "+provisional"  # suffix of `source` on schedule rows computed before the source could answer
 
 
 def check_symbol(symbol: str) -> str:
@@ -99,6 +100,16 @@ def write_sessions(client: QuestDBClient, variety: str, trading_time: dict, capt
     client.write(SESSIONS, frame)
 
 
+def read_session_captures(client: QuestDBClient, variety: str) -> list[tuple[date, dict]]:
+    """Every captured trading_time of a variety: (capture date, trading_time), oldest first."""
+    import json
+
+    parse_variety(variety)
+    client.wait_for_wal(SESSIONS)
+    frame = client.query(f"SELECT ts, trading_time_raw FROM {SESSIONS.name} WHERE variety = %s ORDER BY ts", (variety,))
+    return [(ts.date(), json.loads(raw)) for ts, raw in frame.iter_rows()]
+
+
 def write_schedule(client: QuestDBClient, variety: str, rows: Sequence[ScheduleRow], source: str) -> int:
     exchange, _ = parse_variety(variety)
     frame = pl.DataFrame(
@@ -109,7 +120,8 @@ def write_schedule(client: QuestDBClient, variety: str, rows: Sequence[ScheduleR
             "main_contract": [r.main_contract for r in rows],
             "segment_id": [r.segment_id for r in rows],
             "schedule_hash": [r.schedule_hash for r in rows],
-            "source": [source] * len(rows),
+            # A provisional row is marked in `source` (no extra column: older tables read unchanged).
+            "source": [source + PROVISIONAL if r.provisional else source for r in rows],
         },
         schema_overrides={"segment_id": pl.Int32},
     )
@@ -121,10 +133,11 @@ def write_schedule(client: QuestDBClient, variety: str, rows: Sequence[ScheduleR
 def read_schedule(client: QuestDBClient, variety: str) -> list[ScheduleRow]:
     parse_variety(variety)
     frame = client.query(
-        f"SELECT ts, main_contract, segment_id, schedule_hash FROM {MAIN_SCHEDULE.name} WHERE variety = %s ORDER BY ts",
+        f"SELECT ts, main_contract, segment_id, schedule_hash, source FROM {MAIN_SCHEDULE.name} WHERE variety = %s ORDER BY ts",
         (variety,),
     )
-    return [ScheduleRow(ts.date(), c, int(s), int(h)) for ts, c, s, h in frame.iter_rows()]
+    return [ScheduleRow(ts.date(), c, int(s), int(h), bool(src) and src.endswith(PROVISIONAL))
+            for ts, c, s, h, src in frame.iter_rows()]
 
 
 # -- ticks ----------------------------------------------------------------------------------------------
@@ -290,9 +303,14 @@ def read_index(client: QuestDBClient, symbol: str, start: date, end: date, kind:
     )
 
 
-def write_no_data(client: QuestDBClient, symbol: str, day: date, kind: str, reason: str, resolved: bool) -> None:
-    """Record (or, with resolved=True, close) a provider-empty day. Upserted on (ts, symbol, kind)."""
+def write_no_data(
+    client: QuestDBClient, symbol: str, day: date, kind: str, reason: str, resolved: bool,
+    attempts: int = 1, next_retry: datetime | None = None, status: str | None = None,
+) -> None:
+    """Record (or, with resolved=True, close) a provider-empty day. Upserted on (ts, symbol, kind).
+    `status`: retrying (asked again at `next_retry`, naive UTC), permanent, or resolved."""
     check_symbol(symbol)
+    status = status or ("resolved" if resolved else "retrying")
     frame = pl.DataFrame(
         {
             "symbol": [symbol],
@@ -301,7 +319,11 @@ def write_no_data(client: QuestDBClient, symbol: str, day: date, kind: str, reas
             "reason": [reason],
             "resolved": [resolved],
             "updated_at": [datetime.now(timezone.utc).replace(tzinfo=None)],
-        }
+            "attempts": [attempts],
+            "next_retry": [next_retry.astimezone(timezone.utc).replace(tzinfo=None) if next_retry else None],
+            "status": [status],
+        },
+        schema_overrides={"attempts": pl.Int32, "next_retry": pl.Datetime("us")},
     )
     client.write(NO_DATA_DAYS, frame)
 
@@ -314,6 +336,27 @@ def open_no_data_days(client: QuestDBClient, symbol: str | None = None) -> set[t
         where, params = "resolved = false AND symbol = %s", (check_symbol(symbol),)
     frame = client.query(f"SELECT symbol, ts FROM {NO_DATA_DAYS.name} WHERE {where}", params)
     return {(s, ts.date()) for s, ts in frame.iter_rows()}
+
+
+def no_data_records(client: QuestDBClient, kind: str = "raw") -> list[dict]:
+    """Unresolved no-data records of one kind: symbol, day, reason, attempts, next_retry (aware UTC), status."""
+    client.wait_for_wal(NO_DATA_DAYS)
+    frame = client.query(
+        f"SELECT symbol, ts, reason, attempts, next_retry, status FROM {NO_DATA_DAYS.name} "
+        "WHERE resolved = false AND ticks_kind = %s ORDER BY ts", (kind,))
+    return [{"symbol": s, "day": ts.date(), "reason": r, "attempts": int(a or 0),
+             "next_retry": n.replace(tzinfo=timezone.utc) if n is not None else None, "status": st}
+            for s, ts, r, a, n, st in frame.iter_rows()]
+
+
+def no_data_attempts(client: QuestDBClient, symbol: str, day: date, kind: str) -> int:
+    """Empty answers recorded so far for an unresolved (symbol, day, kind); 0 when none."""
+    check_symbol(symbol)
+    client.wait_for_wal(NO_DATA_DAYS)
+    value = client.scalar(
+        f"SELECT attempts FROM {NO_DATA_DAYS.name} WHERE symbol = %s AND ts = %s AND ticks_kind = %s AND resolved = false",
+        (symbol, _midnight(day), kind))
+    return int(value or 0)
 
 
 def read_ticks(client: QuestDBClient, symbol: str, days: Sequence[date], calendar: TradingCalendar, kind: str) -> pl.DataFrame:

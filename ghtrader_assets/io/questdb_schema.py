@@ -146,6 +146,9 @@ NO_DATA_DAYS = Table(
         ("reason", "VARCHAR"),
         ("resolved", "BOOLEAN"),
         ("updated_at", "TIMESTAMP"),
+        ("attempts", "INT"),  # empty answers so far
+        ("next_retry", "TIMESTAMP"),  # when the daily update asks again (null: resolved or permanent)
+        ("status", "SYMBOL"),  # retrying | permanent | resolved
     ),
     ("ts", "symbol", "ticks_kind"),
     partition_by="YEAR",

@@ -138,6 +138,7 @@ class TqSdkClient:
         """The exchange calendar from TqSdk's holiday data; never a weekday-only guess."""
 
         def fetch(api: Any) -> TradingCalendar:
+            forget_vendor_tables()
             df = api.get_trading_calendar(start_dt=start, end_dt=end)
             return TradingCalendar.from_flags((ts.date(), bool(flag)) for ts, flag in zip(df["date"], df["trading"]))
 
@@ -198,6 +199,7 @@ class TqSdkClient:
         from tqsdk import BacktestFinished, TqApi, TqAuth, TqBacktest
 
         def run(_: Any) -> MainEvents:
+            forget_vendor_tables()
             api = TqApi(backtest=TqBacktest(start_dt=start, end_dt=end),
                         auth=TqAuth(self.settings.user, self.settings.password), disable_print=True)
             changes: list[tuple[int, str]] = []
@@ -218,6 +220,17 @@ class TqSdkClient:
             return MainEvents(initial, tuple(changes))
 
         return self._with_retries(f"main-contract backtest {variety} {start}..{end}", run)
+
+
+def forget_vendor_tables() -> None:
+    """Drop TqSdk's per-process copies of the continuous table and the holiday list (module and class
+    attributes filled on first use, never refreshed), so a long-lived process sees the vendor's updates:
+    the next backtest and calendar call download them again."""
+    from tqsdk import calendar as tq_calendar
+
+    tq_calendar.TqContCalendar.continuous = None
+    tq_calendar.rest_days_df = None
+    tq_calendar.chinese_holidays_range = None
 
 
 def continuous_table_varieties(url: str | None = None, timeout_s: float = 30.0) -> dict[str, list]:

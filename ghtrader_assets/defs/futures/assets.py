@@ -1,17 +1,24 @@
 """Futures chain assets: trading_days -> main_schedule -> underlying_ticks -> main_l5 -> day_index."""
 
 
-from datetime import date
+from datetime import date, time
 
 import dagster as dg
 
 from ghtrader_assets import futures_chain as chain
 from ghtrader_assets.defs.futures.partitions import TRADING_DAY, VarietyDay, variety_day_partitions, variety_partitions
 from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
+from ghtrader_assets.defs.futures.staleness import stale_partitions
 from ghtrader_assets.defs.resources import QuestDBResource
 from ghtrader_assets.defs.run_queue import claim_run_limits
 from ghtrader_assets.domain.schedule import main_symbol
 from ghtrader_assets.domain.sessions import Sessions
+from ghtrader_assets.domain.session_history import (
+    KNOWN_CHANGES,
+    KNOWN_NIGHT_EXCEPTIONS,
+    SessionHistory,
+    load_session_file,
+)
 from ghtrader_assets.io import futures_store as store
 
 UNDERLYING_TICKS = dg.AssetKey("underlying_ticks")
@@ -21,7 +28,8 @@ INDEX_CHECK = "index_matches_stored"
 
 
 class ScheduleConfig(dg.Config):
-    rebuild: bool = False  # recompute every day instead of extending after the last scheduled day
+    rebuild: bool = False  # ask the source again for every day, not only provisional and recent ones
+    confirm_revisions: bool = False  # apply revisions of days older than GHTRADER_CONFIRM_REVISIONS_OLDER_THAN
 
 
 def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition]:
@@ -84,10 +92,16 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
             calendar = store.read_calendar(qdb)
             days = [date.fromisoformat(k) for k in context.instance.get_dynamic_partitions(TRADING_DAY.name)]
             result = chain.refresh_schedule(
-                tqsdk.client(), qdb, variety, calendar, sorted(days), futures.schedule_source, config.rebuild
+                tqsdk.client(), qdb, variety, calendar, sorted(days), futures.schedule_source, config.rebuild,
+                futures.schedule_rules(config.confirm_revisions, *_opens(qdb, variety)),
             )
         rolls = chain.roll_days(result.rows)
-        disagreements = chain.compare_with_continuous_table(variety, result.rows)
+        decided = [r for r in result.rows if not r.provisional]
+        disagreements = chain.compare_with_continuous_table(variety, decided) if decided else []
+        stale = stale_partitions(context.instance, variety, result.rows)
+        for r in result.pending:
+            context.log.warning("%s: revision NOT applied (older than the confirmation age; rerun with "
+                                "confirm_revisions: true): %s", variety, r.describe())
         context.log.info("%s: %d days (%d new) in %d segments from %s", variety, len(result.rows), result.new_days,
                          len(rolls), result.source)
         return dg.MaterializeResult(
@@ -98,12 +112,22 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                 "source": result.source,
                 "rolls": dg.MetadataValue.md("\n".join(f"- {d}: {c}" for d, c in rolls)),
                 "continuous_table_disagreements": len(disagreements),
+                "as_of": futures.clock().isoformat(),  # the clock the schedule was decided at
+                "provisional_days": dg.MetadataValue.json([str(d) for d in result.provisional_days]),
+                "revisions": dg.MetadataValue.json([r.describe() for r in result.revisions]),
+                "revisions_pending_confirmation": dg.MetadataValue.json([r.describe() for r in result.pending]),
+                # stored days whose assignment changed: the daily update re-requests these partitions
+                "changed_days": dg.MetadataValue.json([str(d) for d in result.changed_days]),
+                "stale_partitions": dg.MetadataValue.json([s.key for s in stale]),
             },
             check_results=[
                 dg.AssetCheckResult(
                     check_name="agrees_with_continuous_table",
-                    passed=not disagreements,
-                    metadata={"disagreements": dg.MetadataValue.json([[str(d), a, b] for d, a, b in disagreements[:50]])},
+                    passed=not disagreements and not stale and not result.pending,
+                    metadata={"disagreements": dg.MetadataValue.json([[str(d), a, b] for d, a, b in disagreements[:50]]),
+                              "stale_partitions": dg.MetadataValue.json(
+                                  [[s.key, s.built_with, s.scheduled] for s in stale[:50]]),
+                              "pending_revisions": dg.MetadataValue.json([r.describe() for r in result.pending[:50]])},
                 )
             ],
         )
@@ -144,7 +168,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
             calendar = store.read_calendar(qdb)
             open_no_data = store.open_no_data_days(qdb)
             schedules: dict[str, dict] = {}
-            sessions: dict[str, Sessions] = {}
+            sessions: dict[str, SessionHistory] = {}
             for i, part in enumerate(parts, 1):
                 key = part.key
                 try:
@@ -159,18 +183,19 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                     common = {"underlying": row.main_contract, "segment_id": row.segment_id, "final": result.final}
                     if UNDERLYING_TICKS in selected:
                         if part.variety not in sessions:
-                            sessions[part.variety] = Sessions.parse(_trading_time(qdb, part.variety))
+                            sessions[part.variety] = _session_history(qdb, part.variety, futures.session_history_file)
                         chain.fetch_underlying_day(tqsdk.client(), qdb, calendar, sessions[part.variety], row, part.variety,
-                                                   part.trading_day, result, open_no_data)
+                                                   part.trading_day, result, open_no_data, now=now,
+                                                   max_retries=futures.no_data_max_retries)
                         context.log_event(dg.AssetMaterialization(UNDERLYING_TICKS, partition=str(key), metadata={
-                            **common, **_tick_metadata(result.raw), "no_data": result.no_data,
+                            **common, **_tick_metadata(result.raw), "no_data": result.no_data, **_no_data_metadata(result),
                             **(result.cleaning.as_metadata() if result.cleaning else {})}))
                     if MAIN_L5 in selected:
                         chain.build_main_l5_day(qdb, calendar, row, part.variety, part.trading_day, result)
                         context.log_event(dg.AssetMaterialization(MAIN_L5, partition=str(key), metadata={
                             **common, "symbol": main_symbol(part.variety), **_tick_metadata(result.main_l5)}))
                     if DAY_INDEX in selected:
-                        chain.index_day(qdb, calendar, row, part.variety, part.trading_day, result)
+                        chain.index_day(qdb, calendar, row, part.variety, part.trading_day, result, open_no_data)
                         indexed.setdefault(main_symbol(part.variety), {})[part.trading_day] = result.index
                         context.log_event(dg.AssetMaterialization(DAY_INDEX, partition=str(key), metadata={
                             **common, **_tick_metadata(result.index), "l5_present": bool(result.index["l5_present"]),
@@ -205,16 +230,37 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
     return [trading_days, main_schedule, futures_ticks]
 
 
-def _trading_time(qdb, variety: str) -> dict:
-    import json
+def _opens(qdb, variety: str) -> tuple[time | None, time]:
+    """The variety's night open (None without night session) and day open, from its latest capture."""
+    captures = store.read_session_captures(qdb, variety)
+    if not captures:
+        return time(21, 0), time(9, 0)
+    sessions = Sessions.parse(captures[-1][1])
+    night = time.fromisoformat(sessions.night[0].label()[:8]) if sessions.night else None
+    return night, time.fromisoformat(sessions.day[0].label()[:8])
 
-    qdb.wait_for_wal(store.SESSIONS)
-    raw = qdb.scalar(
-        f"SELECT trading_time_raw FROM {store.SESSIONS.name} WHERE variety = %s ORDER BY ts DESC LIMIT 1", (variety,)
-    )
-    if raw is None:
+
+def _session_history(qdb, variety: str, extra_file: str) -> SessionHistory:
+    """Every captured trading_time of the variety, the known past changes and the user's file."""
+    captures = store.read_session_captures(qdb, variety)
+    if not captures:
         raise chain.ChainError(f"no session metadata for {variety}: materialize trading_days first")
-    return json.loads(raw)
+    changes, exceptions = list(KNOWN_CHANGES), list(KNOWN_NIGHT_EXCEPTIONS)
+    if extra_file:
+        more_changes, more_exceptions = load_session_file(extra_file)
+        changes += more_changes
+        exceptions += more_exceptions
+    return SessionHistory.build(variety, captures, changes, exceptions)
+
+
+def _no_data_metadata(result: chain.DayResult) -> dict:
+    """For a provider-empty day: what the provider answered now and when it is asked again."""
+    if not result.no_data:
+        return {}
+    out: dict = {"no_data_status": result.no_data_status, "no_data_attempts": result.no_data_attempts}
+    if result.next_retry is not None:
+        out["no_data_next_retry"] = result.next_retry.isoformat()
+    return out
 
 
 def _tick_metadata(stats: dict | None) -> dict:

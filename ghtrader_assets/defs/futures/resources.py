@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timezone
 
 import dagster as dg
 from pydantic import PrivateAttr
 
+from ghtrader_assets.futures_chain import ScheduleRules
 from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
 
 
@@ -48,9 +49,27 @@ class FuturesSettings(dg.ConfigurableResource):
     daily_update_time: str = "18:00"
     # How many recent trading days the daily update looks back over for missing partitions.
     lookback_days: int = 5
+    # Beijing time on the previous trading day by which the vendor publishes a day's main contract; a day's
+    # schedule row is provisional until then and until the day has opened.
+    schedule_published_at: str = "20:00"
+    # Settled days the backtest source is asked again on every run to catch vendor revisions.
+    schedule_recheck_days: int = 10
+    # Revisions of days older than this many trading days are only reported until confirmed; 0 = apply all.
+    confirm_revisions_older_than: int = 0
+    # No-data days: re-asked after 1, 2, 4 ... days, at most this many times, then reported as permanent.
+    no_data_max_retries: int = 6
+    # JSON file of session changes and night-session exceptions added to the built-in list (see
+    # domain.session_history); empty = none.
+    session_history_file: str = ""
 
     def start(self) -> date:
         return date.fromisoformat(self.start_date)
+
+    def schedule_rules(self, confirmed: bool = False, night_open: time | None = time(21, 0),
+                       day_open: time = time(9, 0)) -> ScheduleRules:
+        return ScheduleRules(now=self.clock(), published_at=time.fromisoformat(self.schedule_published_at),
+                             night_open=night_open, day_open=day_open, recheck_days=self.schedule_recheck_days,
+                             confirm_older_than=self.confirm_revisions_older_than, confirmed=confirmed)
 
     def clock(self) -> datetime:
         return datetime.fromisoformat(self.now) if self.now else datetime.now(timezone.utc)

@@ -1,13 +1,17 @@
 """The daily incremental update of the futures chain: one sensor that requests exactly what is missing."""
 
+import json
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 import dagster as dg
 
 from ghtrader_assets.defs.futures.partitions import TRADING_DAY, VarietyDay
 from ghtrader_assets.defs.futures.resources import FuturesSettings
+from ghtrader_assets.defs.futures.staleness import stale_partitions
 from ghtrader_assets.defs.resources import QuestDBResource
 from ghtrader_assets.domain.calendar import CST, CalendarError, TradingCalendar, current_trading_day
+from ghtrader_assets.domain.schedule import parse_contract
 from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBError
 
@@ -74,28 +78,110 @@ def build_daily_update_sensor(varieties: tuple[str, ...]) -> dg.SensorDefinition
             known = set(context.instance.get_dynamic_partitions(TRADING_DAY.name))
             new_days = [d.isoformat() for d in days if d.isoformat() not in known]
             done = set(context.instance.get_materialized_partitions(dg.AssetKey("day_index")))
-            runs: list[dg.RunRequest] = []
+            cursor = _Cursor.load(context.cursor)
+            cursor.watch |= _changed_schedule_days(context.instance, cursor)
+            retries = _due_retries(store.no_data_records(qdb, "raw"), now)
+            wanted: dict[str, set[dg.AssetKey]] = {}  # partition key -> assets to materialize
+            schedule_runs: list[dg.RunRequest] = []
             for variety in varieties:
-                scheduled = {r.trading_day for r in store.read_schedule(qdb, variety)}
-                if not set(days) <= scheduled:
-                    runs += request(f"main_schedule|{variety}", job_name=SCHEDULE_JOB.name, partition_key=variety)
+                rows = {r.trading_day: r for r in store.read_schedule(qdb, variety)}
+                if any(d not in rows or rows[d].provisional for d in days) or _schedule_older_than(
+                        context.instance, variety, datetime.combine(days[-1], update_at, CST)):
+                    # Extend it, settle provisional days, and ask the source again (vendor revisions).
+                    schedule_runs += request(f"main_schedule|{variety}", job_name=SCHEDULE_JOB.name, partition_key=variety)
                     continue
                 for day in days:
-                    key = VarietyDay(day, variety).key
+                    key = str(VarietyDay(day, variety).key)
                     final = day < current_trading_day(calendar, now)
                     # Done, unless it was stored while unfinished and the day has closed since.
-                    if str(key) in done and not (final and _was_unfinished(context.instance, str(key))):
+                    if key in done and not (final and _was_unfinished(context.instance, key)):
                         continue
-                    runs += request(f"ticks|{key}", job_name=TICKS_JOB.name, partition_key=key,
-                                    tags={"ghtrader/variety": variety})
+                    wanted.setdefault(key, set()).update(TICK_ASSETS)
+                for contract, day in retries:
+                    if variety == _variety_of(contract) and day in rows and rows[day].main_contract == contract:
+                        wanted.setdefault(str(VarietyDay(day, variety).key), set()).update(TICK_ASSETS)
+                watched = [rows[d] for v, d in cursor.watched() if v == variety and d in rows]
+                stale = {s.key: s for s in stale_partitions(context.instance, variety, watched)}
+                for key, s in stale.items():
+                    wanted.setdefault(key, set()).update(TICK_ASSETS if s.contract_changed else TICK_ASSETS[1:])
+                cursor.watch -= {w for w in cursor.watch if w.endswith(f"|{variety}") and w not in stale
+                                 and f"ticks|{w}" not in in_flight}
+            runs = list(schedule_runs)
+            for key, assets in sorted(wanted.items()):
+                runs += request(f"ticks|{key}", job_name=TICKS_JOB.name, partition_key=VarietyDay.parse(key).key,
+                                asset_selection=sorted(assets, key=TICK_ASSETS.index),
+                                tags={"ghtrader/variety": VarietyDay.parse(key).variety})
+        partitions = [TRADING_DAY.build_add_request(new_days)] if new_days else []
         if not runs and not new_days:
+            context.update_cursor(cursor.dump())
             return dg.SkipReason(f"up to date through {days[-1]}")
-        return dg.SensorResult(
-            run_requests=runs,
-            dynamic_partitions_requests=[TRADING_DAY.build_add_request(new_days)] if new_days else [],
-        )
+        return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=partitions, cursor=cursor.dump())
 
     return futures_daily_update
+
+
+TICK_ASSETS = [dg.AssetKey("underlying_ticks"), dg.AssetKey("main_l5"), dg.AssetKey("day_index")]
+
+
+@dataclass
+class _Cursor:
+    """The last main_schedule materialization read, and the partitions whose assignment changed since."""
+
+    schedule_after: int | None = None
+    watch: set[str] = field(default_factory=set)  # "YYYY-MM-DD|variety"
+
+    @classmethod
+    def load(cls, text: str | None) -> "_Cursor":
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(data.get("schedule_after"), set(data.get("watch", [])))
+
+    def dump(self) -> str:
+        return json.dumps({"schedule_after": self.schedule_after, "watch": sorted(self.watch)})
+
+    def watched(self) -> list[tuple[str, date]]:
+        out = []
+        for key in self.watch:
+            part = VarietyDay.parse(key)
+            out.append((part.variety, part.trading_day))
+        return out
+
+
+def _changed_schedule_days(instance: dg.DagsterInstance, cursor: _Cursor) -> set[str]:
+    """Partition keys named in `changed_days` of main_schedule materializations newer than the cursor."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("main_schedule"), after_storage_id=cursor.schedule_after),
+        limit=1000, ascending=True).records
+    out: set[str] = set()
+    for record in records:
+        cursor.schedule_after = record.storage_id
+        mat = record.asset_materialization
+        changed = mat.metadata.get("changed_days") if mat else None
+        if mat is not None and changed is not None and mat.partition:
+            out |= {f"{d}|{mat.partition}" for d in changed.value}
+    return out
+
+
+def _schedule_older_than(instance: dg.DagsterInstance, variety: str, moment: datetime) -> bool:
+    """Whether the variety's latest main_schedule materialization was computed (its `as_of` clock)
+    before `moment`. Without one (rows written otherwise) there is nothing to compare: False."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("main_schedule"), asset_partitions=[variety]), limit=1).records
+    mat = records[0].asset_materialization if records else None
+    as_of = mat.metadata.get("as_of") if mat else None
+    return as_of is not None and datetime.fromisoformat(as_of.value) < moment
+
+
+def _due_retries(records: list[dict], now: datetime) -> list[tuple[str, date]]:
+    """(contract, day) of unresolved raw no-data records whose next ask is due (any age)."""
+    return [(r["symbol"], r["day"]) for r in records
+            if r["status"] != "permanent" and (r["next_retry"] is None or r["next_retry"] <= now)]
+
+
+def _variety_of(contract: str) -> str:
+    exchange, product, _ = parse_contract(contract)
+    return f"{exchange}.{product}"
 
 
 def _was_unfinished(instance: dg.DagsterInstance, partition: str) -> bool:

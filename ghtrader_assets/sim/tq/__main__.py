@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import date, datetime
+from datetime import time as dtime
+
+time_of_day = dtime.fromisoformat
 
 from .market import Faults, MarketConfig
 from .server import TqSimServer
@@ -21,6 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--density", type=float, default=0.25)
     p.add_argument("--far-density", type=float, default=0.05)
     p.add_argument("--now", type=datetime.fromisoformat, default=None, help="naive Beijing time; default end 17:00")
+    p.add_argument("--publish-time", type=time_of_day, default=dtime(20, 0),
+                   help="Beijing time the next trading day's continuous-table row is published")
     p.add_argument("--username", default="sim")
     p.add_argument("--password", default="sim")
     p.add_argument("--drop-after", type=int, default=None, help="drop the websocket after N tick responses")
@@ -29,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     cfg = MarketConfig(
         seed=a.seed, start=a.start, end=a.end, varieties=tuple(v for v in a.varieties.split(",") if v),
-        density=a.density, far_density=a.far_density, now=a.now, username=a.username, password=a.password,
+        density=a.density, far_density=a.far_density, now=a.now, publish_time=a.publish_time, username=a.username, password=a.password,
         host=a.host, port=a.port,
         faults=Faults(drop_after_tick_responses=a.drop_after, stall_after_tick_responses=a.stall_after,
                       stall_seconds=a.stall_seconds),
@@ -37,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     with TqSimServer(cfg) as srv:
         for k, v in srv.env().items():
             print(f"export {k}={v}")
+        print(f"# clock: GET/POST {srv.base_url}/sim/clock")
         print(f"# login with TqAuth({cfg.username!r}, {cfg.password!r}); Ctrl-C to stop", flush=True)
         try:
             while True:

@@ -30,6 +30,9 @@ class Faults:
     drop_count: int = 1  # how many times to drop (every N responses)
     stall_after_tick_responses: int | None = None  # stop answering after the N-th tick response ...
     stall_seconds: float = 0.0  # ... for this long
+    # (contract, trading day, until): the provider answers that day empty until the clock reaches `until`
+    # (naive Beijing time), then serves its ticks: a transient empty answer.
+    empty_until: tuple[tuple[str, date, datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,15 @@ class MarketConfig:
     far_density: float = 0.05  # same for every other contract
     now: datetime | None = None  # naive Beijing time; default: end 17:00
     faults: Faults = field(default_factory=Faults)
+    # Beijing time on trading day P at which the vendor publishes the next trading day's row of the
+    # continuous table (and so the backtest's main mapping): the switch for day D exists from P at this time.
+    publish_time: time = time(20, 0)
+    # Vendor errata: (variety, true roll day, shift, corrected_at). Until `corrected_at` (naive Beijing
+    # time) the table publishes that roll `shift` trading days late; from then on the true day.
+    errata: tuple[tuple[str, date, int, datetime], ...] = ()
+    # Session changes: (variety, first trading day, day windows, night windows) replacing the variety's
+    # trading_time from that trading day on (hours past 24 mean after midnight).
+    session_changes: tuple[tuple[str, date, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], ...] = ()
     username: str = "sim"
     password: str = "sim"
     host: str = "127.0.0.1"
@@ -82,6 +94,7 @@ class SimMarket:
         self._all_days = cal.trading_days()
         self._day_pos = {d: i for i, d in enumerate(self._all_days)}
         now = cfg.now_dt
+        self.now = now
         self.now_ns = midnight_ns(now.date()) + (now.hour * 3600 + now.minute * 60 + now.second) * NS
         now_day = cal.trading_day_of(now.date(), now.hour) or cal.prev_trading_day(now.date())
         self.now_day: date = now_day if now_day is not None else cfg.start
@@ -109,8 +122,26 @@ class SimMarket:
     def holidays(self) -> list[date]:
         return list(cal.holidays())
 
-    def trading_time(self, variety: str) -> dict[str, list[list[str]]]:
-        return SPECS[variety].trading_time()
+    def trading_time(self, variety: str, day: date | None = None) -> dict[str, list[list[str]]]:
+        """quote.trading_time in force on trading day `day` (default: the trading day of now)."""
+        day_w, night_w = self._windows(variety, day or self.now_day)
+        return {"day": [list(p) for p in day_w], "night": [list(p) for p in night_w]}
+
+    def _windows(self, variety: str, day: date) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+        spec = SPECS[variety]
+        out = (spec.day, spec.night)
+        for v, first, day_w, night_w in sorted(self.cfg.session_changes, key=lambda c: c[1]):
+            if v == variety and first <= day:
+                out = (day_w, night_w)
+        return out
+
+    def session_history(self, variety: str) -> list[tuple[date, dict[str, list[list[str]]]]]:
+        """(first trading day, trading_time) of every session version the market had (the first from its start)."""
+        out = [(self._all_days[0], self.trading_time(variety, self._all_days[0]))]
+        for v, first, _, _ in sorted(self.cfg.session_changes, key=lambda c: c[1]):
+            if v == variety:
+                out.append((first, self.trading_time(variety, first)))
+        return out
 
     def spec(self, variety: str) -> VarietySpec:
         return SPECS[variety]
@@ -189,20 +220,39 @@ class SimMarket:
                 out.append((d, m))
         return out
 
+    def published_through(self) -> date:
+        """The last trading day whose continuous-table row is published at now: day D's row appears at
+        `publish_time` Beijing on the previous trading day."""
+        d = cal.next_trading_day(self.now.date()) or self.now.date()
+        while True:
+            prev = cal.prev_trading_day(d)
+            if prev is None or datetime.combine(prev, self.cfg.publish_time) <= self.now:
+                return d
+            d = prev
+
+    def published_rolls(self, variety: str) -> list[tuple[date, str]]:
+        """The roll days as the vendor's table states them at now (errata not yet corrected shift them)."""
+        rolls = self.roll_days(variety)
+        for v, day, shift, corrected_at in self.cfg.errata:
+            if v == variety and self.now < corrected_at:
+                rolls = [(self._all_days[self._day_pos[d] + shift] if d == day else d, c) for d, c in rolls]
+        return rolls
+
     def continuous_table(self) -> dict[str, list[list[str]]]:
-        """The vendor's continuous_table.json: change points per variety, up to the trading day of now."""
-        end = min(self.cfg.end, self.now_day)
-        return {v: [[d.strftime("%Y%m%d"), s] for d, s in self.roll_days(v) if d <= end] for v in self.cfg.varieties}
+        """The vendor's continuous_table.json: change points per variety, as published at now."""
+        end = min(self.cfg.end, self.published_through())
+        return {v: [[d.strftime("%Y%m%d"), s] for d, s in self.published_rolls(v) if d <= end]
+                for v in self.cfg.varieties}
 
     # ---- ticks ----------------------------------------------------------------------------------
     def sessions(self, variety: str, day: date) -> list[tuple[int, int]]:
         """[start, end) epoch-ns intervals of trading day `day`, night session (previous evening) first."""
-        spec = SPECS[variety]
+        day_w, night_w = self._windows(variety, day)
         out: list[tuple[int, int]] = []
         prev = cal.prev_trading_day(day)
-        if spec.night and prev and cal.has_night_session(day) and day not in self.cfg.faults.no_night_days:
-            out += [(midnight_ns(prev) + hms_ns(a), midnight_ns(prev) + hms_ns(b)) for a, b in spec.night]
-        out += [(midnight_ns(day) + hms_ns(a), midnight_ns(day) + hms_ns(b)) for a, b in spec.day]
+        if night_w and prev and cal.has_night_session(day) and day not in self.cfg.faults.no_night_days:
+            out += [(midnight_ns(prev) + hms_ns(a), midnight_ns(prev) + hms_ns(b)) for a, b in night_w]
+        out += [(midnight_ns(day) + hms_ns(a), midnight_ns(day) + hms_ns(b)) for a, b in day_w]
         return out
 
     def _density(self, c: Contract, day: date) -> float:
@@ -210,7 +260,8 @@ class SimMarket:
 
     def _has_data(self, c: Contract, day: date) -> bool:
         return (day in self._day_pos and self.cfg.start <= day <= min(self.cfg.end, self.now_day)
-                and c.list_day <= day <= c.last_day and (c.symbol, day) not in self.cfg.faults.no_tick_days)
+                and c.list_day <= day <= c.last_day and (c.symbol, day) not in self.cfg.faults.no_tick_days
+                and not any(s == c.symbol and d == day and self.now < u for s, d, u in self.cfg.faults.empty_until))
 
     def _gen_ticks(self, symbol: str, day: date) -> dict[str, np.ndarray]:
         c = self._by_symbol[symbol]
@@ -286,6 +337,11 @@ class SimMarket:
         df["symbol"] = contract
         df["duration"] = 0
         return df
+
+    def trading_day_of_ns(self, ns: int) -> date | None:
+        """Trading day of an epoch-ns moment (Beijing rule of the calendar)."""
+        local = datetime(1970, 1, 1) + pd.Timedelta(ns + 8 * 3600 * NS, "ns").to_pytimedelta()
+        return cal.trading_day_of(local.date(), local.hour)
 
     # ---- klines ---------------------------------------------------------------------------------
     def underlying_on(self, symbol: str, day: date) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from .market import SimMarket
@@ -52,7 +53,7 @@ def _base_node(market: SimMarket, variety: str, symbol: str, cls: str) -> dict[s
         "__typename": "Future" if cls == "FUTURE" else "Continuous", "instrument_id": symbol,
         "exchange_id": spec.exchange, "product_id": spec.product, "class": cls,
         "price_tick": spec.price_tick, "price_decs": spec.price_decs, "volume_multiple": spec.multiple,
-        "trading_time": spec.trading_time(), "max_limit_order_volume": 500, "max_market_order_volume": 30,
+        "trading_time": market.trading_time(variety), "max_limit_order_volume": 500, "max_market_order_volume": 30,
         "min_limit_order_volume": 1, "min_market_order_volume": 1, "open_limit": 0,
     }
 
@@ -60,9 +61,11 @@ def _base_node(market: SimMarket, variety: str, symbol: str, cls: str) -> dict[s
 class MdSession:
     """State of one websocket: pending diffs are flushed as one rtn_data per peek_message."""
 
-    def __init__(self, market: SimMarket, stats: dict[str, int]) -> None:
-        self.market = market
+    def __init__(self, market: SimMarket | Callable[[], SimMarket], stats: dict[str, int],
+                 downloads: dict[tuple[str, date], int] | None = None) -> None:
+        self._market = market
         self.stats = stats
+        self.downloads = downloads if downloads is not None else {}
         self.pending: list[dict[str, Any]] = [{"mdhis_more_data": False}]
         self.peeking = False
         self.subscribed: set[str] = set()
@@ -79,6 +82,11 @@ class MdSession:
         elif aid == "set_chart":
             return self._set_chart(pack)
         return False
+
+    @property
+    def market(self) -> SimMarket:
+        """The market at the server's current clock (a callable follows clock changes mid-session)."""
+        return self._market() if callable(self._market) else self._market
 
     def flush(self) -> dict[str, Any] | None:
         if not (self.peeking and self.pending):
@@ -120,6 +128,9 @@ class MdSession:
         if known and dur == 0 and symbol.startswith("KQ.m@"):
             known = False  # no tick series for the continuous symbol
         series = self.market.series(symbol, dur) if known else None
+        if dur == 0 and "focus_datetime" in pack:  # the first request of one tick download
+            key = (symbol, self.market.trading_day_of_ns(int(pack["focus_datetime"])))
+            self.downloads[key] = self.downloads.get(key, 0) + 1
         last_id = series.last_id if series else -1
         if "left_kline_id" in pack:
             left = int(pack["left_kline_id"])

@@ -6,6 +6,8 @@ import asyncio
 import json
 import threading
 import time
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import jwt
@@ -20,6 +22,8 @@ MD_PATH = "/t/md/front/mobile"
 HOLIDAY_PATH = "/shinny_chinese_holiday.json"
 CONT_PATH = "/continuous_table.json"
 INS_PATH = "/t/md/symbols/latest.json"
+CLOCK_PATH = "/sim/clock"  # GET: the clock; POST {"now": ISO time}: set it (tests in another process)
+_CST = timezone(timedelta(hours=8))
 FEATURES = ["futr", "tq_dl", "sec", "lmt_idx", "tq_ma", "adv", "opt", "cmb"]
 
 
@@ -36,6 +40,9 @@ class TqSimServer:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._sockets: set[web.WebSocketResponse] = set()
+        # (contract, trading day) -> tick downloads started (first set_chart of each download)
+        self.downloads: dict[tuple[str, date], int] = {}
+        self._clock_lock = threading.Lock()
 
     # ---- lifecycle ------------------------------------------------------------------------------
     @property
@@ -59,6 +66,20 @@ class TqSimServer:
             "TQ_CONT_TABLE_URL": self.base_url + CONT_PATH,
             "TQ_INS_URL": self.base_url + INS_PATH,
         }
+
+    # ---- clock --------------------------------------------------------------------------------
+    @property
+    def now(self) -> datetime:
+        """The simulator's clock (naive Beijing time): nothing after it exists."""
+        return self.market.now
+
+    def set_now(self, now: datetime) -> None:
+        """Move the clock (forwards or back): ticks, quotes and the continuous table follow it."""
+        now = now.astimezone(_CST).replace(tzinfo=None) if now.tzinfo else now
+        with self._clock_lock:
+            if now != self.market.now:
+                self.cfg = replace(self.cfg, now=now)
+                self.market = SimMarket(self.cfg)
 
     def start(self) -> "TqSimServer":
         ready = threading.Event()
@@ -107,6 +128,8 @@ class TqSimServer:
         app.router.add_get(HOLIDAY_PATH, self._holidays)
         app.router.add_get(CONT_PATH, self._cont_table)
         app.router.add_get(MD_PATH, self._md)
+        app.router.add_get(CLOCK_PATH, self._get_clock)
+        app.router.add_post(CLOCK_PATH, self._post_clock)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
@@ -144,13 +167,25 @@ class TqSimServer:
     async def _cont_table(self, request: web.Request) -> web.Response:
         return web.json_response(self.market.continuous_table())
 
+    async def _get_clock(self, request: web.Request) -> web.Response:
+        return web.json_response({"now": self.now.isoformat()})
+
+    async def _post_clock(self, request: web.Request) -> web.Response:
+        """Set the clock from another process: POST {"now": "2024-03-01T20:00:00"} (naive = Beijing)."""
+        body = await request.json()
+        try:
+            self.set_now(datetime.fromisoformat(body["now"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            return web.json_response({"error": f"bad clock request: {exc}"}, status=400)
+        return web.json_response({"now": self.now.isoformat()})
+
     # ---- DIFF websocket -------------------------------------------------------------------------
     async def _md(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         self.stats["connections"] += 1
         self._sockets.add(ws)
-        session = MdSession(self.market, self.stats)
+        session = MdSession(lambda: self.market, self.stats, self.downloads)
         faults = self.cfg.faults
         try:
             async for msg in ws:

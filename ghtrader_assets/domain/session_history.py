@@ -1,0 +1,139 @@
+"""Which session windows were in force on a trading day: captured trading_time values, known past changes, exceptions.
+
+A version is in force from its effective day until the next version's. Known changes (below, and the
+user's file) carry their exact effective day. A captured `quote.trading_time` only proves what held on its
+capture date: the first capture of a variety is taken to hold since always (unless a known change says
+otherwise), and a capture that differs from the version in force starts a new version on its capture
+date, the days since the previous evidence being uncertain: there a tick inside either version is kept
+(and counted as flagged when it lies outside the older one). So a tick is never dropped only because of
+sessions that came into force after its day.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from ghtrader_assets.domain.calendar import TradingCalendar
+from ghtrader_assets.domain.sessions import Sessions, SessionSpecError
+
+_COMMODITY_DAY = [["09:00:00", "10:15:00"], ["10:30:00", "11:30:00"], ["13:30:00", "15:00:00"]]
+
+# Known past changes of night hours: (variety, first trading day, trading_time). Dates as stated in the
+# exchanges' notices; extend or correct them in the GHTRADER_SESSION_HISTORY file.
+KNOWN_CHANGES: tuple[tuple[str, date, dict], ...] = (
+    # SHFE rebar: night trading from 26 Dec 2014 until 01:00, cut to 23:00 from the night of 3 May 2016.
+    ("SHFE.rb", date(2014, 12, 26), {"day": _COMMODITY_DAY, "night": [["21:00:00", "25:00:00"]]}),
+    ("SHFE.rb", date(2016, 5, 4), {"day": _COMMODITY_DAY, "night": [["21:00:00", "23:00:00"]]}),
+    # DCE soybean meal: night session until 23:30, cut to 23:00 from the night of 29 Mar 2019.
+    ("DCE.m", date(2015, 5, 8), {"day": _COMMODITY_DAY, "night": [["21:00:00", "23:30:00"]]}),
+    ("DCE.m", date(2019, 4, 1), {"day": _COMMODITY_DAY, "night": [["21:00:00", "23:00:00"]]}),
+)
+
+# Exchange exceptions to the night-session rule: (exchange or variety, trading day, has night, reason).
+KNOWN_NIGHT_EXCEPTIONS: tuple[tuple[str, date, bool, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SessionVersion:
+    effective_from: date | None  # None: since always
+    sessions: Sessions
+    source: str  # known | file | captured
+    uncertain_from: date | None = None  # days in [uncertain_from, effective_from) may follow either version
+
+
+@dataclass(frozen=True)
+class SessionHistory:
+    """The session versions of one variety, oldest first, and its night-session exceptions."""
+
+    variety: str
+    versions: tuple[SessionVersion, ...]
+    night_exceptions: dict[date, bool] = field(default_factory=dict)
+
+    @classmethod
+    def single(cls, sessions: Sessions, variety: str = "") -> "SessionHistory":
+        return cls(variety, (SessionVersion(None, sessions, "captured"),))
+
+    @classmethod
+    def build(
+        cls,
+        variety: str,
+        captures: Iterable[tuple[date, dict]],
+        changes: Iterable[tuple[str, date, dict]] = KNOWN_CHANGES,
+        exceptions: Iterable[tuple[str, date, bool, str]] = KNOWN_NIGHT_EXCEPTIONS,
+    ) -> "SessionHistory":
+        """From the captured trading_time values (capture date, value) and the known changes of `variety`."""
+        versions = [SessionVersion(d, Sessions.parse(tt), "known") for v, d, tt in sorted(changes, key=lambda c: c[1])
+                    if v == variety]
+        evidence = [v.effective_from for v in versions if v.effective_from is not None]
+        for captured, tt in sorted(captures, key=lambda c: c[0]):
+            sessions = Sessions.parse(tt)
+            current = _in_force(versions, captured)
+            if current is None:
+                versions.insert(0, SessionVersion(None, sessions, "captured"))
+            elif current.sessions != sessions:
+                last = max([d for d in evidence if d <= captured], default=None)
+                versions.append(SessionVersion(captured, sessions, "captured",
+                                               last + timedelta(days=1) if last else None))
+                versions.sort(key=lambda v: (v.effective_from is not None, v.effective_from or date.min))
+            evidence.append(captured)
+        if not versions:
+            raise SessionSpecError(f"no trading_time known for {variety}")
+        exchange = variety.split(".")[0]
+        nights = {d: has for scope, d, has, _ in exceptions if scope in (variety, exchange)}
+        return cls(variety, tuple(versions), nights)
+
+    def windows(self, day: date) -> tuple[Sessions, Sessions | None]:
+        """The sessions in force on `day`, and the other version when `day` is uncertain (else None)."""
+        current = _in_force(list(self.versions), day) or self.versions[0]
+        later = [v for v in self.versions if v.effective_from is not None and v.effective_from > day]
+        if later and later[0].uncertain_from is not None and later[0].uncertain_from <= day:
+            return current.sessions, later[0].sessions
+        return current.sessions, None
+
+    def has_night_session(self, calendar: TradingCalendar, day: date) -> bool:
+        return self.night_exceptions.get(day, calendar.has_night_session(day))
+
+    def intervals_ns(self, calendar: TradingCalendar, day: date) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """[start, end] epoch-ns windows of `day` in force, and those of the uncertain alternative ([] if none)."""
+        current, other = self.windows(day)
+        night = self.has_night_session(calendar, day)
+        return _intervals(current, calendar, day, night), (_intervals(other, calendar, day, night) if other else [])
+
+
+def _in_force(versions: Sequence[SessionVersion], day: date) -> SessionVersion | None:
+    keys = [v.effective_from or date.min for v in versions]
+    i = bisect.bisect_right(keys, day)
+    return versions[i - 1] if i else None
+
+
+def _intervals(sessions: Sessions, calendar: TradingCalendar, day: date, night: bool) -> list[tuple[int, int]]:
+    out = sessions.intervals_ns(calendar, day)
+    if night == calendar.has_night_session(day):
+        return out
+    if not night:  # an exception cancelled the night: keep the day windows only
+        return out[len(sessions.night):]
+    bare = Sessions(sessions.day, ())
+    eve = Sessions(sessions.night, ())  # night windows anchored on the previous trading day's evening
+    return [*(_night(eve, calendar, day)), *bare.intervals_ns(calendar, day)]
+
+
+def _night(eve: Sessions, calendar: TradingCalendar, day: date) -> list[tuple[int, int]]:
+    from ghtrader_assets.domain.sessions import _interval
+
+    prev = calendar.previous_trading_day(day)
+    return [_interval(prev, w) for w in eve.day]
+
+
+def load_session_file(path: str | Path) -> tuple[list[tuple[str, date, dict]], list[tuple[str, date, bool, str]]]:
+    """The user's additions: {"changes": [{"variety", "effective_from", "trading_time"}],
+    "night_exceptions": [{"scope" (exchange or variety), "day", "night" (bool), "reason"}]}."""
+    data = json.loads(Path(path).read_text())
+    changes = [(c["variety"], date.fromisoformat(c["effective_from"]), c["trading_time"]) for c in data.get("changes", [])]
+    exceptions = [(e["scope"], date.fromisoformat(e["day"]), bool(e["night"]), e.get("reason", ""))
+                  for e in data.get("night_exceptions", [])]
+    return changes, exceptions

@@ -1,0 +1,1 @@
+"""A season of daily operation compared with a clean backfill."""
