@@ -1,24 +1,17 @@
-"""`ghtrader-assets ibkr ...`: run the contracts/hours/minutes stages in batches and build rerun universes."""
+"""`ghtrader-assets ibkr ...`: run the stages of the stage table in batches and build rerun universes."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from ghtrader_assets.domain.run_summary import (
-    STAGES,
-    Status,
-    SummaryRecord,
-    latest_outcomes,
-    latest_runs,
-    read_records,
-    read_stage_records,
-    rerun_entries,
-)
+from ghtrader_assets.domain.latest_status import read_status, rebuild, stored_symbols
+from ghtrader_assets.domain.run_summary import Status, latest_outcomes, read_records, read_stage_records
+from ghtrader_assets.domain.stage_table import STAGE_TABLE, STAGES
 from ghtrader_assets.domain.universe import (
     UniverseEntry,
     UniverseError,
@@ -28,58 +21,50 @@ from ghtrader_assets.domain.universe import (
     select_symbols,
     write_universe,
 )
-from ghtrader_assets.ibkr_stages import (
-    HOURS_SPEC,
-    MINUTES_SPEC,
-    BarSpec,
-    RunOptions,
-    StageReport,
-    StoragePaths,
-    SubsetSpec,
-    new_run_id,
-    run_bars,
-    run_contracts,
-)
-from ghtrader_assets.io.ib_gateway import GatewaySettings
+from ghtrader_assets.ibkr_settings import SETTINGS, IBKRSettings, resolve
+from ghtrader_assets.ibkr_stages import BarSpec, RunOptions, StageReport, StageRun, SubsetSpec, new_run_id
 
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
+_TYPES = {"int": int, "float": float}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `ibkr` command family to the main CLI."""
     ibkr = subparsers.add_parser("ibkr", help="IBKR option-bar backfill stages")
     commands = ibkr.add_subparsers(dest="ibkr_command", required=True)
-    for stage in STAGES:
-        parser = commands.add_parser(stage, help=f"run the {stage} stage")
+    for stage in STAGE_TABLE:
+        parser = commands.add_parser(stage.name, help=stage.description or f"run the {stage.name} stage")
         _add_common(parser)
-        if stage != "contracts":
-            spec = HOURS_SPEC if stage == "hours" else MINUTES_SPEC
+        if stage.spec is not None:
+            spec = stage.spec
             parser.add_argument("--bar-size", default=spec.bar_size, help=f"IB bar size (default {spec.bar_size!r})")
             parser.add_argument("--duration", default=spec.duration, help=f"IB duration (default {spec.duration!r})")
-            parser.add_argument("--what", default=spec.what, help="whatToShow (default TRADES)")
+            parser.add_argument("--what", default=spec.what, help=f"whatToShow (default {spec.what})")
             parser.add_argument("--all-hours", action="store_true", help="useRTH=false (default: regular hours)")
             parser.add_argument("--no-incremental", action="store_true",
                                 help="overwrite Parquet files instead of merging with them")
             parser.add_argument("--overlap-days", type=float, default=3.0,
                                 help="re-fetch this many days before the last stored bar (default 3)")
-        if stage == "minutes":
+        if stage.subset == "near_the_money":
             parser.add_argument("--expiries", type=int, default=2, help="E: first E unexpired expiries")
             parser.add_argument("--strikes", type=int, default=5, help="K: strikes per right nearest the close")
-        parser.set_defaults(func=_run_stage, stage=stage)
-    rerun = commands.add_parser("rerun-universe", help="universe CSV of the symbols with ERR/EMPTY outcomes")
+        parser.set_defaults(func=_run_stage, stage=stage.name)
+    rerun = commands.add_parser("rerun-universe",
+                                help="universe CSV of the symbols whose latest status is ERR/EMPTY")
     rerun.add_argument("--stage", choices=STAGES, required=True)
     rerun.add_argument("--state-dir", type=Path, default=None, help="default $GHTRADER_STATE_DIR or state")
-    rerun.add_argument("--latest-runs", type=int, default=0,
-                       help="only the N most recent runs (default 0: every run; the latest outcome per contract wins)")
+    rerun.add_argument("--universe", type=Path, default=None,
+                       help="universe CSV to take conids from (default $GHTRADER_IB_UNIVERSE)")
     rerun.add_argument("--status", default="ERR,EMPTY", help="statuses to rerun (default ERR,EMPTY)")
     rerun.add_argument("--out", type=Path, default=None, help="CSV path (default: print to stdout)")
     rerun.set_defaults(func=_rerun_universe)
+    rebuild_cmd = commands.add_parser("rebuild-status",
+                                      help="rewrite state/latest/<stage>/ from every summary of the stage")
+    rebuild_cmd.add_argument("--stage", choices=STAGES, required=True)
+    rebuild_cmd.add_argument("--state-dir", type=Path, default=None, help="default $GHTRADER_STATE_DIR or state")
+    rebuild_cmd.set_defaults(func=_rebuild_status)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--universe", type=Path, default=None, help="universe CSV (default $GHTRADER_IB_UNIVERSE)")
     parser.add_argument("--symbols", default=None, help="comma-separated symbols (instead of / within the universe)")
     parser.add_argument("--batch-count", type=int, default=1, help="split the universe into N stable batches")
     parser.add_argument("--batch-index", type=int, default=0, help="which batch to run (0-based)")
@@ -90,40 +75,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="re-request what is already OK for this window")
     parser.add_argument("--end", default=None, help="ISO time standing for now (default: the gateway's now)")
     parser.add_argument("--run-id", default=None, help="summary file id (default cli-<UTC time>-<random>)")
-    parser.add_argument("--host", default=None, help="default $IB_HOST or 127.0.0.1")
-    parser.add_argument("--port", type=int, default=None, help="default $IB_PORT or 4002")
-    parser.add_argument("--client-id", type=int, default=None, help="default $IB_CLIENT_ID or 17")
-    parser.add_argument("--max-in-flight", type=int, default=40, help="open historical requests, 1..50 (default 40)")
-    parser.add_argument("--rate", type=float, default=10.0, help="historical requests per second (default 10)")
-    parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    parser.add_argument("--msg-rate", type=int, default=45,
-                        help="ib_insync messages/s throttle, bounds discovery's qualify calls (default 45; 0 = off, "
-                             "simulator only)")
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help="default $GHTRADER_IB_DATA_ROOT or data_test/raw/ib")
-    parser.add_argument("--scope", default=None, help="historical_bars_<scope> (default $GHTRADER_IB_SCOPE or weekend)")
-    parser.add_argument("--state-dir", type=Path, default=None, help="default $GHTRADER_STATE_DIR or state")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    for setting in SETTINGS:  # every setting of the family, with its environment variable and default
+        kind = str({f: t for f, t in setting.section.__annotations__.items()}[setting.name])
+        parser.add_argument(setting.flag, dest=f"setting_{setting.name}", default=None, metavar=setting.name.upper(),
+                            type=_TYPES.get(kind, str), help=setting.describe())
 
 
-def _paths(args: argparse.Namespace) -> StoragePaths:
-    return StoragePaths(
-        data_root=args.data_root or Path(_env("GHTRADER_IB_DATA_ROOT", "data_test/raw/ib")),
-        scope=args.scope or _env("GHTRADER_IB_SCOPE", "weekend"),
-        state_dir=args.state_dir or Path(_env("GHTRADER_STATE_DIR", "state")),
-    )
-
-
-def _settings(args: argparse.Namespace) -> GatewaySettings:
-    return GatewaySettings(
-        host=args.host or _env("IB_HOST", "127.0.0.1"),
-        port=args.port or int(_env("IB_PORT", "4002")),
-        client_id=args.client_id if args.client_id is not None else int(_env("IB_CLIENT_ID", "17")),
-        max_in_flight=args.max_in_flight,
-        rate_per_s=args.rate,
-        request_timeout_s=args.request_timeout,
-        client_msg_rate=args.msg_rate,
-    )
+def _settings(args: argparse.Namespace) -> IBKRSettings:
+    return resolve({s.name: getattr(args, f"setting_{s.name}", None) for s in SETTINGS})
 
 
 def _rerun_source(path: Path, stage: str) -> tuple[tuple[UniverseEntry, ...], dict[str, frozenset[int]]]:
@@ -138,12 +98,14 @@ def _rerun_source(path: Path, stage: str) -> tuple[tuple[UniverseEntry, ...], di
     for record in failing:
         if record.symbol not in whole and record.conid is not None:
             conids.setdefault(record.symbol, set()).add(record.conid)
-    return rerun_entries(records), {s: frozenset(c) for s, c in conids.items()}
+    symbols = whole | set(conids)
+    return tuple(UniverseEntry(s) for s in sorted(symbols)), {s: frozenset(c) for s, c in conids.items()}
 
 
-def _entries(args: argparse.Namespace) -> tuple[tuple[UniverseEntry, ...], dict[str, frozenset[int]] | None]:
+def _entries(args: argparse.Namespace, settings: IBKRSettings
+             ) -> tuple[tuple[UniverseEntry, ...], dict[str, frozenset[int]] | None]:
     only: dict[str, frozenset[int]] | None = None
-    universe_path = args.universe or (Path(p) if (p := _env("GHTRADER_IB_UNIVERSE", "")) else None)
+    universe_path = settings.paths.universe
     if args.rerun_from is not None:
         entries, only = _rerun_source(args.rerun_from, args.stage)
         if universe_path is not None and universe_path.exists():
@@ -160,7 +122,8 @@ def _entries(args: argparse.Namespace) -> tuple[tuple[UniverseEntry, ...], dict[
 
 def _run_stage(args: argparse.Namespace) -> int:
     try:
-        entries, only = _entries(args)
+        settings = _settings(args)
+        entries, only = _entries(args, settings)
     except (UniverseError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -170,33 +133,33 @@ def _run_stage(args: argparse.Namespace) -> int:
     end = datetime.fromisoformat(args.end) if args.end else None
     if end is not None and end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
-    try:
-        settings = _settings(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     options = RunOptions(run_id=args.run_id or new_run_id(), end=end, force=args.force, dry_run=args.dry_run,
                          incremental=not getattr(args, "no_incremental", False),
                          overlap=timedelta(days=getattr(args, "overlap_days", 3.0)), only_conids=only)
-    if args.stage == "contracts":
-        report = run_contracts(entries, settings, _paths(args), options)
-    else:
-        spec = BarSpec(args.bar_size, args.duration, args.what, not args.all_hours)
-        subset = SubsetSpec(args.expiries, args.strikes) if args.stage == "minutes" else None
-        report = run_bars(args.stage, entries, settings, _paths(args), options, spec, subset)
+    stage = next(s for s in STAGE_TABLE if s.name == args.stage)
+    spec = None if stage.spec is None else BarSpec(args.bar_size, args.duration, args.what, not args.all_hours)
+    subset = SubsetSpec(args.expiries, args.strikes) if stage.subset == "near_the_money" else None
+    report = StageRun(stage, settings.gateway, settings.paths, options, spec, subset, settings.discovery,
+                      settings.thresholds).run(entries)
     _print_report(report, args.json)
-    return 1 if report.failed_symbols or report.counts["ERR"] else 0
+    return 0 if report.ok else 1  # the rule of the assets' outcome check
 
 
 def _print_report(report: StageReport, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({
+        payload: dict[str, Any] = {
             "stage": report.stage, "run_id": report.run_id, "summary_path": str(report.summary_path),
             "dry_run": report.dry_run, "counts": report.counts, "requests": report.requests, "bars": report.bars,
             "planned": sum(o.planned for o in report.symbols.values()),
-            "failed_symbols": report.failed_symbols, "elapsed_s": round(report.elapsed_s, 3),
-            "pacing_violations": report.gateway.pacing_violations, "reconnects": report.gateway.reconnects,
-        }, indent=1))
+            "failed_symbols": report.failed_symbols, "failed_checks": report.failed_checks,
+            "elapsed_s": round(report.elapsed_s, 3),
+            "pacing_violations": report.gateway.pacing_violations, "pacing_pauses": report.gateway.pacing_pauses,
+            "reconnects": report.gateway.reconnects,
+            "discovery": {s: {"candidates": o.candidates, "requests": o.discovery_requests,
+                              "elapsed_s": round(o.discovery_s, 3)}
+                          for s, o in report.symbols.items() if o.candidates},
+        }
+        print(json.dumps(payload, indent=1))
         return
     for outcome in report.symbols.values():
         planned = f" planned={outcome.planned}" if report.dry_run else ""
@@ -208,22 +171,43 @@ def _print_report(report: StageReport, as_json: bool) -> None:
           f"elapsed={report.elapsed_s:.1f}s ({where})")
 
 
+def rerun_universe(state_dir: Path, stage: str, statuses: list[Status],
+                   universe: Path | None = None) -> tuple[UniverseEntry, ...]:
+    """Symbols whose latest status (state/latest/<stage>/) has a contract or a symbol-level error in
+    `statuses`; conids from the universe CSV, else from the latest discovery of the symbol."""
+    known = {e.symbol: e for e in read_universe(universe)} if universe is not None and universe.exists() else {}
+    out = []
+    for symbol in stored_symbols(state_dir, stage):
+        whole, conids = read_status(state_dir, stage, symbol).failing(statuses)
+        if whole or conids:
+            conid = known[symbol].conid if symbol in known else None
+            if conid is None:
+                discovered = read_status(state_dir, "contracts", symbol)
+                ok = [c for c, e in discovered.contracts.items() if e.status is Status.OK]
+                conid = ok[0] if len(ok) == 1 else None
+            out.append(UniverseEntry(symbol, conid))
+    return tuple(out)
+
+
 def _rerun_universe(args: argparse.Namespace) -> int:
-    state_dir = args.state_dir or Path(_env("GHTRADER_STATE_DIR", "state"))
-    records: list[SummaryRecord] = read_stage_records(state_dir, args.stage)
-    if args.latest_runs > 0:
-        records = latest_runs(records, args.latest_runs)
     try:
+        settings = resolve({"state_dir": args.state_dir, "universe": args.universe})
         statuses = [Status(s.strip().upper()) for s in args.status.split(",") if s.strip()]
-    except ValueError as exc:
+        entries = rerun_universe(settings.paths.state_dir, args.stage, statuses, settings.paths.universe)
+    except (ValueError, UniverseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    entries = rerun_entries(records, statuses)
-    runs = sorted({r.run_id for r in records})
-    comment = f"rerun universe: stage {args.stage}, statuses {','.join(map(str, statuses))}, {len(runs)} run(s)"
+    comment = f"rerun universe: stage {args.stage}, latest status in {','.join(map(str, statuses))}"
     if args.out is None:
         sys.stdout.write(format_universe(entries, comment))
     else:
         write_universe(args.out, entries, comment)
         print(f"{len(entries)} symbol(s) -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _rebuild_status(args: argparse.Namespace) -> int:
+    state_dir = resolve({"state_dir": args.state_dir}).paths.state_dir
+    written = rebuild(state_dir, args.stage, read_stage_records(state_dir, args.stage))
+    print(f"{len(written)} symbol state file(s) rewritten under {state_dir / 'latest' / args.stage}")
     return 0

@@ -1,4 +1,4 @@
-"""IBKR backfill stages (contracts, hours, minutes) as plain functions, shared by the Dagster assets and the CLI."""
+"""IBKR backfill stages (discovery and the bar stages of stage_table) run by one StageRun, shared by assets and CLI."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
 import polars as pl
 
@@ -24,19 +22,23 @@ from ghtrader_assets.domain.contracts_cache import (
     read_latest_cache,
     write_cache,
 )
+from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
+from ghtrader_assets.domain.latest_status import SymbolStatus, apply, read_status, write_status
 from ghtrader_assets.domain.option_subset import NEW_YORK, median_strike, near_the_money, unexpired
+from ghtrader_assets.domain.outcome_check import OutcomeCheck, OutcomeThresholds, check_outcome
 from ghtrader_assets.domain.run_summary import (
     Stage,
     Status,
     SummaryRecord,
     SummaryWriter,
     count_by_status,
-    ok_keys,
-    read_stage_records,
     summary_path,
     window_key,
 )
+from ghtrader_assets.domain.stage_table import REFERENCE_SPEC, BarSpec, StageDef, stage_def
 from ghtrader_assets.domain.universe import UniverseEntry
+from ghtrader_assets.domain.us_sessions import last_completed_session
+from ghtrader_assets.ibkr_settings import StoragePaths
 from ghtrader_assets.io.bar_store import bar_path, last_stored_ts, merge_into
 from ghtrader_assets.io.ib_gateway import (
     BarFetch,
@@ -47,47 +49,21 @@ from ghtrader_assets.io.ib_gateway import (
     GatewayUnavailableError,
     IBGatewaySession,
     StockRef,
+    completed_close,
 )
 
+__all__ = ["BarSpec", "RunOptions", "StageReport", "StageRun", "StoragePaths", "SubsetSpec", "new_run_id",
+           "run_bars", "run_contracts"]
 log = logging.getLogger(__name__)
-BarStage = Literal["hours", "minutes"]
-DISCOVERY_WORKERS = 4  # symbols discovered at once; each qualifies its own batches
-
-
-@dataclass(frozen=True)
-class StoragePaths:
-    """Where bars, caches and summaries live. Bars: `data_root/historical_bars_<scope>/...`;
-    caches: `state_dir/contracts_cache/`; summaries: `state_dir/run_logs/<stage>/`."""
-
-    data_root: Path = Path("data_test/raw/ib")
-    scope: str = "weekend"
-    state_dir: Path = Path("state")
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.state_dir / "contracts_cache"
-
-
-@dataclass(frozen=True)
-class BarSpec:
-    """What one bar stage requests: IB bar size, duration (`N S|D|W|M|Y`), whatToShow, useRTH."""
-
-    bar_size: str
-    duration: str
-    what: str = "TRADES"
-    use_rth: bool = True
-
-
-HOURS_SPEC = BarSpec("8 hours", "6 M")
-MINUTES_SPEC = BarSpec("30 mins", "1 M")
-REFERENCE_SPEC = BarSpec("1 day", "5 D")  # the underlying's latest daily close for the minutes subset
+HOURS_SPEC = stage_def("hours").spec
+MINUTES_SPEC = stage_def("minutes").spec
 FALLBACK_SOURCE = "median strike (no underlying close)"
 
 
 @dataclass(frozen=True)
 class SubsetSpec:
-    """Minutes subset: the first `expiries` unexpired expiries, `strikes_per_right` strikes per
-    (expiry, right) nearest the reference price."""
+    """Near-the-money subset: the first `expiries` unexpired expiries, `strikes_per_right` strikes
+    per (expiry, right) nearest the reference price."""
 
     expiries: int = 2
     strikes_per_right: int = 5
@@ -110,7 +86,8 @@ class RunOptions:
 
 @dataclass
 class SymbolOutcome:
-    """Per-symbol result of a stage: counts by status, bars written, and a symbol-level error."""
+    """Per-symbol result of a stage: counts by status, bars written, a symbol-level error, the
+    outcome check, and for discovery the band centre, candidates and gateway requests."""
 
     symbol: str
     counts: dict[str, int] = field(default_factory=lambda: count_by_status(()))
@@ -122,13 +99,23 @@ class SymbolOutcome:
     reference_price: float | None = None
     reference_source: str | None = None
     paths: list[str] = field(default_factory=list)
+    discovery_requests: int = 0
+    discovery_s: float = 0.0
+    candidates: int = 0
+    latest: dict[str, int] = field(default_factory=dict)
+    check: OutcomeCheck | None = None
 
     def line(self) -> str:
         """One log line."""
         counts = " ".join(f"{k}={v}" for k, v in self.counts.items())
         text = f"{self.symbol}: {counts} requests={self.requests} bars={self.bars}"
+        if self.candidates:
+            text += f" candidates={self.candidates} discovery_requests={self.discovery_requests} " \
+                    f"discovery={self.discovery_s:.1f}s"
         if self.reference_price is not None:
             text += f" ref={self.reference_price:g} ({self.reference_source})"
+        if self.check is not None and not self.check.passed:
+            text += f" check failed: {self.check.message}"
         return text + (f" error: {self.error}" if self.error else "")
 
 
@@ -162,7 +149,18 @@ class StageReport:
 
     @property
     def failed_symbols(self) -> list[str]:
+        """Symbols with a symbol-level error."""
         return sorted(s for s, o in self.symbols.items() if o.error)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        """Symbols whose ERR or EMPTY share exceeds its threshold."""
+        return sorted(s for s, o in self.symbols.items() if o.check is not None and not o.check.passed)
+
+    @property
+    def ok(self) -> bool:
+        """The rule of the asset check and the CLI exit code: no symbol-level error, no failed check."""
+        return not self.failed_symbols and not self.failed_checks
 
 
 def new_run_id() -> str:
@@ -171,19 +169,25 @@ def new_run_id() -> str:
 
 
 class _Recorder:
-    """Writes summary records and folds them into per-symbol outcomes."""
+    """Writes summary records (the audit log), folds them into the per-symbol latest status (the
+    state resume and rerun read, rewritten after each record) and into per-symbol outcomes."""
 
-    def __init__(self, report: StageReport) -> None:
+    def __init__(self, report: StageReport, state_dir: Path) -> None:
         self.report = report
+        self.state_dir = state_dir
         self.writer = None if report.dry_run else SummaryWriter(report.summary_path)
         self._lock = threading.Lock()  # records arrive from the session's worker threads
-        self._ok_keys: set[tuple[str, int]] | None = None
+        self._status: dict[str, SymbolStatus] = {}
 
-    def resume_keys(self, state_dir: Path, stage: Stage, force: bool) -> set[tuple[str, int]]:
-        """Resume set of earlier runs (read once per run; empty when forced)."""
-        if self._ok_keys is None:
-            self._ok_keys = set() if force else ok_keys(read_stage_records(state_dir, stage))
-        return self._ok_keys
+    def status(self, symbol: str) -> SymbolStatus:
+        """The symbol's latest status in this stage (read once per run)."""
+        with self._lock:
+            return self._state(symbol)
+
+    def _state(self, symbol: str) -> SymbolStatus:
+        if symbol not in self._status:
+            self._status[symbol] = read_status(self.state_dir, self.report.stage, symbol)
+        return self._status[symbol]
 
     def outcome(self, symbol: str) -> SymbolOutcome:
         return self.report.symbols.setdefault(symbol, SymbolOutcome(symbol))
@@ -195,6 +199,9 @@ class _Recorder:
     def _add(self, record: SummaryRecord) -> None:
         if self.writer is not None:
             self.writer.write(record)
+            state = self._state(record.symbol)
+            if apply(state, record):
+                write_status(self.state_dir, state)
         outcome = self.outcome(record.symbol)
         if record.purpose != "reference":  # the reference close is auxiliary, not a stage outcome
             outcome.counts[str(record.status)] += 1
@@ -207,207 +214,289 @@ class _Recorder:
             if record.output_path:
                 outcome.paths.append(record.output_path)
 
+    def finish(self, window: str, thresholds: OutcomeThresholds) -> None:
+        """Latest counts of the window and the outcome check of every symbol run. The check judges
+        the symbol's latest status over every contract attempted in this window (a rerun of three
+        failures is judged with the contracts that were OK before); a dry run judges its own counts."""
+        for symbol, outcome in self.report.symbols.items():
+            outcome.latest = self.status(symbol).counts(window)
+            counts = outcome.counts if self.report.dry_run else outcome.latest
+            if outcome.error is None:
+                outcome.check = check_outcome(counts, thresholds)
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
-def _now(options: RunOptions) -> datetime:
-    return (options.end or datetime.now(UTC)).astimezone(UTC)
+class StageRun:
+    """One stage over a list of symbols: the stage's table entry, settings, the resume window and
+    the recorder, held once instead of being passed from helper to helper."""
 
+    def __init__(
+        self,
+        stage: StageDef,
+        gateway: GatewaySettings,
+        paths: StoragePaths,
+        options: RunOptions | None = None,
+        spec: BarSpec | None = None,
+        subset: SubsetSpec | None = None,
+        discovery: DiscoveryBounds | None = None,
+        thresholds: OutcomeThresholds | None = None,
+    ) -> None:
+        self.stage = stage
+        self.gateway = gateway
+        self.paths = paths
+        self.options = options or RunOptions()
+        self.spec = spec or stage.spec
+        self.subset = subset or SubsetSpec()
+        self.discovery = discovery or DiscoveryBounds()
+        self.thresholds = thresholds or OutcomeThresholds()
+        self.now = (self.options.end or datetime.now(UTC)).astimezone(UTC)
+        self.session_day = last_completed_session(self.now)
+        self.window = (f"contracts|{self.session_day.isoformat()}" if self.spec is None else
+                       window_key(stage.name, self.spec.bar_size, self.spec.duration, self.spec.what,
+                                  self.spec.use_rth, self.session_day))
+        self.report = StageReport(stage.name, self.options.run_id,
+                                  summary_path(paths.state_dir, stage.name, self.options.run_id),
+                                  self.options.dry_run)
+        self.recorder = _Recorder(self.report, paths.state_dir)
 
-def run_contracts(
-    entries: Sequence[UniverseEntry],
-    gateway: GatewaySettings,
-    paths: StoragePaths,
-    options: RunOptions | None = None,
-) -> StageReport:
-    """Discovery: SMART chain + batched qualify per symbol, written to
-    `contracts_cache/{SYMBOL}_{New York date}.json`. A symbol already cached for that date is
-    SKIPPED unless forced."""
-    options = options or RunOptions()
-    started = time.monotonic()
-    day = _now(options).astimezone(NEW_YORK).date()
-    window = f"contracts|{day.isoformat()}"
-    report = StageReport("contracts", options.run_id, summary_path(paths.state_dir, "contracts", options.run_id),
-                         options.dry_run)
-    recorder = _Recorder(report)
-    todo: list[UniverseEntry] = []
-    for entry in entries:
-        target = cache_path(paths.cache_dir, entry.symbol, day)
-        recorder.outcome(entry.symbol).cache_path = str(target)
-        if target.exists() and not options.force:
-            recorder.add(SummaryRecord(options.run_id, "contracts", "discovery", entry.symbol, window,
-                                       Status.SKIPPED, conid=entry.conid, output_path=str(target),
-                                       error_message="cache for this date exists"))
-        else:
-            recorder.outcome(entry.symbol).planned += 1
-            todo.append(entry)
+    # ---- shared pieces
+    def record(self, purpose: str, symbol: str, status: Status, **fields: object) -> None:
+        self.recorder.add(SummaryRecord(self.options.run_id, self.stage.name, purpose, symbol,  # type: ignore[arg-type]
+                                        self.window, status, **fields))  # type: ignore[arg-type]
 
-    def fail(stock: StockRef, message: str) -> None:
-        recorder.add(SummaryRecord(options.run_id, "contracts", "discovery", stock.symbol, window, Status.ERR,
-                                   conid=stock.conid, error_message=message))
-        recorder.outcome(stock.symbol).error = message
+    def symbol_error(self, symbol: str, message: str) -> None:
+        self.record("symbol", symbol, Status.ERR, error_message=message)
 
-    def done(stock: StockRef, found: Discovery | Exception) -> None:
-        if isinstance(found, Exception):
-            return fail(stock, str(found))
-        if not found.contracts:
-            return fail(stock, f"{stock.symbol}: no option contract qualified")
+    def open_session(self, symbols: Sequence[str]) -> IBGatewaySession | None:
+        """An open gateway session, or None after recording a symbol-level ERR for every symbol when
+        the gateway cannot be reached."""
         try:
-            written = write_cache(paths.cache_dir, stock.symbol, day, found.contracts)
+            return IBGatewaySession.open(self.gateway)
+        except GatewayUnavailableError as exc:
+            for symbol in symbols:
+                self.symbol_error(symbol, str(exc))
+            return None
+
+    def run(self, entries: Sequence[UniverseEntry]) -> StageReport:
+        """Run the stage and return its report (summary written, latest status updated)."""
+        started = time.monotonic()
+        try:
+            if self.spec is None:
+                self._contracts(entries)
+            else:
+                self._bars(entries)
+            self.recorder.finish(self.window, self.thresholds)
+            return self.report
+        finally:
+            self.recorder.close()
+            self.report.elapsed_s = time.monotonic() - started
+
+    # ---- discovery
+    def _contracts(self, entries: Sequence[UniverseEntry]) -> None:
+        """Bounded discovery per symbol, written to `contracts_cache/{SYMBOL}_{session date}.json`
+        (the last completed session, so a whole weekend shares one cache); a symbol already cached
+        for that date is SKIPPED unless forced."""
+        day = self.session_day
+        todo: list[UniverseEntry] = []
+        for entry in entries:
+            target = cache_path(self.paths.cache_dir, entry.symbol, day)
+            self.recorder.outcome(entry.symbol).cache_path = str(target)
+            if target.exists() and not self.options.force:
+                self.record("discovery", entry.symbol, Status.SKIPPED, conid=entry.conid, output_path=str(target),
+                            error_message="cache for this date exists")
+            else:
+                self.recorder.outcome(entry.symbol).planned += 1
+                todo.append(entry)
+        if not todo or self.options.dry_run:
+            return
+        session = self.open_session([e.symbol for e in todo])
+        if session is None:
+            return
+        with session:
+            today = self.now.astimezone(NEW_YORK).date()
+            session.discover_many([StockRef(e.symbol, e.conid) for e in todo], today, self._discovered,
+                                  self.paths.discovery_workers, self.discovery, self.options.end)
+            self.report.gateway = session.stats
+
+    def _discovered(self, stock: StockRef, found: Discovery | Exception) -> None:
+        def fail(message: str, **fields: object) -> None:
+            self.record("discovery", stock.symbol, Status.ERR, conid=stock.conid, error_message=message, **fields)
+            self.recorder.outcome(stock.symbol).error = message
+
+        if isinstance(found, Exception):
+            return fail(str(found))
+        outcome = self.recorder.outcome(stock.symbol)
+        outcome.discovery_requests, outcome.discovery_s = found.requests, found.elapsed_s
+        outcome.candidates = found.candidates
+        outcome.reference_price = found.close
+        outcome.reference_source = "underlying close" if found.close is not None else "median strike (no close)"
+        stats = {"requests": found.requests, "elapsed_s": found.elapsed_s}
+        if not found.contracts:
+            return fail(f"{stock.symbol}: no option contract qualified ({found.candidates} candidates)", **stats)
+        try:
+            written = write_cache(self.paths.cache_dir, stock.symbol, self.session_day, found.contracts)
         except OSError as exc:
-            return fail(stock, f"cannot write the contracts cache: {exc}")
-        recorder.add(SummaryRecord(options.run_id, "contracts", "discovery", stock.symbol, window, Status.OK,
-                                   conid=found.underlying_conid, bars=len(found.contracts), output_path=str(written),
-                                   error_message=f"{found.unknown} chain candidates unknown to IB"
-                                   if found.unknown else None))
+            return fail(f"cannot write the contracts cache: {exc}", **stats)
+        centre = f"close {found.close:g}" if found.close is not None else "median strike (no close)"
+        self.record("discovery", stock.symbol, Status.OK, conid=found.underlying_conid, bars=len(found.contracts),
+                    output_path=str(written),
+                    error_message=f"{found.candidates} candidates of a {found.chain_size}-option chain around "
+                                  f"{centre}; {found.unknown} unknown to IB", **stats)
 
-    try:
-        if todo and not options.dry_run:
-            with _session(gateway, recorder, "contracts", window, [e.symbol for e in todo]) as gw:
-                if gw is not None:
-                    gw.discover_many([StockRef(e.symbol, e.conid) for e in todo], day, done, DISCOVERY_WORKERS)
-                    report.gateway = gw.stats
-        return report
-    finally:
-        recorder.close()
-        report.elapsed_s = time.monotonic() - started
-
-
-@contextmanager
-def _session(
-    gateway: GatewaySettings, recorder: _Recorder, stage: Stage, window: str, symbols: Sequence[str]
-) -> Iterator[IBGatewaySession | None]:
-    """An open gateway session, or None after recording a symbol-level ERR for every symbol when
-    the gateway cannot be reached."""
-    try:
-        session = IBGatewaySession.open(gateway)
-    except GatewayUnavailableError as exc:
-        for symbol in symbols:
-            recorder.add(_symbol_error(recorder.report.run_id, stage, symbol, window, str(exc)))
-        yield None
-        return
-    with session:
-        yield session
-
-
-def _symbol_error(run_id: str, stage: Stage, symbol: str, window: str, message: str) -> SummaryRecord:
-    return SummaryRecord(run_id, stage, "symbol", symbol, window, Status.ERR, error_message=message)
-
-
-def run_bars(
-    stage: BarStage,
-    entries: Sequence[UniverseEntry],
-    gateway: GatewaySettings,
-    paths: StoragePaths,
-    options: RunOptions | None = None,
-    spec: BarSpec | None = None,
-    subset: SubsetSpec | None = None,
-) -> StageReport:
-    """Hours (every unexpired cached contract) or minutes (near-the-money subset) bars for the
-    given symbols, merged into Parquet, one summary record per request. Contracts OK for the same
-    window are SKIPPED unless `options.force`. A missing or malformed cache is an ERR record for
-    that symbol (SymbolOutcome.error), never an implicit rebuild."""
-    options = options or RunOptions()
-    spec = spec or (HOURS_SPEC if stage == "hours" else MINUTES_SPEC)
-    subset = subset or SubsetSpec()
-    started = time.monotonic()
-    now = _now(options)
-    window = window_key(stage, spec.bar_size, spec.duration, spec.what, spec.use_rth,
-                        now.astimezone(NEW_YORK).date())
-    report = StageReport(stage, options.run_id, summary_path(paths.state_dir, stage, options.run_id),
-                         options.dry_run)
-    recorder = _Recorder(report)
-    try:
-        chains = _live_contracts(entries, paths, options, now, recorder, stage, window)
+    # ---- bar stages
+    def _bars(self, entries: Sequence[UniverseEntry]) -> None:
+        """Bars of every unexpired cached contract or of the near-the-money subset, merged into
+        Parquet, one summary record per request. Contracts whose latest status is OK for this
+        window are SKIPPED unless forced. A missing or malformed cache is a symbol-level ERR,
+        never an implicit rebuild."""
+        chains = self._live_contracts(entries)
         if not chains:
-            return report
-        problem = None if options.dry_run else _unwritable(paths.data_root)
+            return
+        problem = None if self.options.dry_run else _unwritable(self.paths.data_root)
         if problem:
             for symbol in chains:
-                recorder.add(_symbol_error(options.run_id, stage, symbol, window, problem))
-            return report
-        opened: AbstractContextManager[IBGatewaySession | None] = (
-            nullcontext(None) if options.dry_run else _session(gateway, recorder, stage, window, list(chains)))
-        with opened as gw:
-            if gw is None and not options.dry_run:
-                return report
-            if stage == "minutes":
-                _reference_prices(gw, chains, options, recorder, window)
+                self.symbol_error(symbol, problem)
+            return
+        session = None
+        if not self.options.dry_run:
+            session = self.open_session(list(chains))
+            if session is None:
+                return
+        try:
+            if self.stage.needs_reference:
+                self._reference_prices(session, chains)
             jobs: list[OptionContract] = []
             for symbol, (_, live) in chains.items():
-                chosen = live
-                price = recorder.outcome(symbol).reference_price
-                if stage == "minutes" and price is not None:
-                    chosen = near_the_money(live, now, price, subset.expiries, subset.strikes_per_right)
-                jobs += _plan_jobs(chosen, symbol, options, stage, window, spec, recorder, paths)
-            if gw is not None:
-                _fetch_and_store(gw, jobs, options, stage, window, spec, recorder, paths, now)
-                report.gateway = gw.stats
-        return report
-    finally:
-        recorder.close()
-        report.elapsed_s = time.monotonic() - started
+                jobs += self._plan_jobs(symbol, self._subset(symbol, live))
+            if session is not None:
+                session.fetch_many(jobs, self._plan_request, self._store)
+                self.report.gateway = session.stats
+        finally:
+            if session is not None:
+                session.close()
 
+    def _subset(self, symbol: str, live: tuple[OptionContract, ...]) -> Sequence[OptionContract]:
+        price = self.recorder.outcome(symbol).reference_price
+        if self.stage.subset == "near_the_money" and price is not None:
+            return near_the_money(live, self.now, price, self.subset.expiries, self.subset.strikes_per_right)
+        return live
 
-def _live_contracts(
-    entries: Sequence[UniverseEntry],
-    paths: StoragePaths,
-    options: RunOptions,
-    now: datetime,
-    recorder: _Recorder,
-    stage: Stage,
-    window: str,
-) -> dict[str, tuple[UniverseEntry, tuple[OptionContract, ...]]]:
-    """Unexpired contracts of each symbol's latest cache (restricted by options.only_conids); a
-    missing, malformed or fully expired cache is a symbol-level ERR."""
-    chains: dict[str, tuple[UniverseEntry, tuple[OptionContract, ...]]] = {}
-    for entry in entries:
+    def _live_contracts(
+        self, entries: Sequence[UniverseEntry]
+    ) -> dict[str, tuple[UniverseEntry, tuple[OptionContract, ...]]]:
+        """Unexpired contracts of each symbol's latest cache (restricted by options.only_conids); a
+        missing, malformed or fully expired cache is a symbol-level ERR."""
+        chains: dict[str, tuple[UniverseEntry, tuple[OptionContract, ...]]] = {}
+        for entry in entries:
+            try:
+                cache, contracts = read_latest_cache(self.paths.cache_dir, entry.symbol)
+            except ContractsCacheError as exc:
+                self.symbol_error(entry.symbol, str(exc))
+                continue
+            self.recorder.outcome(entry.symbol).cache_path = str(cache)
+            live = unexpired(contracts, self.now)
+            if not live:
+                self.symbol_error(entry.symbol, f"{cache}: every contract has expired; run the contracts stage")
+                continue
+            wanted = (self.options.only_conids or {}).get(entry.symbol)
+            if wanted is not None:
+                live = tuple(c for c in live if c.conid in wanted)
+            chains[entry.symbol] = (entry, live)
+        return chains
+
+    def _target(self, contract: OptionContract) -> Path:
+        assert self.spec is not None
+        return bar_path(self.paths.data_root, self.paths.scope, contract.symbol, contract.conid, self.spec.what,
+                        self.spec.bar_size)
+
+    def _plan_jobs(self, symbol: str, chosen: Sequence[OptionContract]) -> list[OptionContract]:
+        """Contracts to request: those whose latest status is OK for this window are SKIPPED unless
+        forced (the symbol's state file only: no history read)."""
+        done = set() if self.options.force else self.recorder.status(symbol).ok_conids(self.window)
+        jobs: list[OptionContract] = []
+        for contract in chosen:
+            if contract.conid in done and not _stored_file_broken(self._target(contract)):
+                self._bars_record(contract, Status.SKIPPED, error_message="already OK for this window")
+            else:
+                self.recorder.outcome(symbol).planned += 1
+                jobs.append(contract)
+        return jobs
+
+    def _plan_request(self, contract: OptionContract) -> tuple[OptionContract, BarQuery]:
+        assert self.spec is not None
+        last = last_stored_ts(self._target(contract)) if self.options.incremental else None
+        duration = fetch_duration(self.spec.duration, self.now, last, self.options.overlap)
+        return contract, BarQuery(self.spec.bar_size, duration, self.spec.what, self.spec.use_rth, self.options.end)
+
+    def _store(self, contract: OptionContract, result: BarFetch) -> None:
+        """Merge one answer into its Parquet file (under the file's lock) and record the outcome."""
+        common = {"duration": result.query.duration if result.query else None, "elapsed_s": result.elapsed_s,
+                  "attempts": result.attempts}
+        if result.status is not Status.OK:
+            self._bars_record(contract, result.status, error_code=result.error_code,
+                              error_message=result.error_message, **common)
+            return
+        path = self._target(contract)
         try:
-            cache, contracts = read_latest_cache(paths.cache_dir, entry.symbol)
-        except ContractsCacheError as exc:
-            recorder.add(_symbol_error(options.run_id, stage, entry.symbol, window, str(exc)))
-            continue
-        recorder.outcome(entry.symbol).cache_path = str(cache)
-        live = unexpired(contracts, now)
-        if not live:
-            recorder.add(_symbol_error(options.run_id, stage, entry.symbol, window,
-                                       f"{cache}: every contract has expired; run the contracts stage"))
-            continue
-        wanted = (options.only_conids or {}).get(entry.symbol)
-        if wanted is not None:
-            live = tuple(c for c in live if c.conid in wanted)
-        chains[entry.symbol] = (entry, live)
-    return chains
+            stored = merge_into(path, result.bars, self.options.incremental)
+        except Exception as exc:  # one contract's local failure (disk, file system) must not end the run
+            log.exception("%s %s: storing bars failed", contract.symbol, contract.conid)
+            self._bars_record(contract, Status.ERR, error_message=f"store failed: {type(exc).__name__}: {exc}",
+                              **common)
+            return
+        note = None
+        if stored.quarantined is not None:
+            note = f"unreadable file moved aside to {stored.quarantined}: {stored.quarantine_reason}"
+            log.warning("%s", note)
+        self._bars_record(contract, Status.OK, bars=result.bars.height, first=result.first, last=result.last,
+                          output_path=str(path), error_message=note, **common)
 
+    def _bars_record(self, contract: OptionContract, status: Status, duration: str | None = None,
+                     **fields: object) -> None:
+        assert self.spec is not None
+        self.record("bars", contract.symbol, status, conid=contract.conid, bar_size=self.spec.bar_size,
+                    what=self.spec.what, duration=duration or self.spec.duration, **fields)
 
-def _plan_jobs(
-    chosen: Sequence[OptionContract],
-    symbol: str,
-    options: RunOptions,
-    stage: Stage,
-    window: str,
-    spec: BarSpec,
-    recorder: _Recorder,
-    paths: StoragePaths,
-) -> list[OptionContract]:
-    """Contracts to request: those already OK for this window are SKIPPED unless forced."""
-    done = recorder.resume_keys(paths.state_dir, stage, options.force)
-    jobs: list[OptionContract] = []
-    for contract in chosen:
-        if (window, contract.conid) in done and not _stored_file_broken(
-                bar_path(paths.data_root, paths.scope, contract.symbol, contract.conid, spec.what, spec.bar_size)):
-            recorder.add(_bars_record(options, stage, window, spec, contract, Status.SKIPPED,
-                                      error_message="already OK for this window"))
-        else:
-            recorder.outcome(symbol).planned += 1
-            jobs.append(contract)
-    return jobs
+    def _reference_prices(
+        self, session: IBGatewaySession | None, chains: Mapping[str, tuple[UniverseEntry, tuple[OptionContract, ...]]]
+    ) -> None:
+        """Each symbol's last completed daily close (`1 day` TRADES over `5 D`; today's unfinished
+        bar excluded), else the median strike of its unexpired chain (the documented fallback; dry
+        runs use it without asking the gateway)."""
+        if session is None:
+            for symbol, (_, live) in chains.items():
+                if live:
+                    outcome = self.recorder.outcome(symbol)
+                    outcome.reference_price, outcome.reference_source = median_strike(live), FALLBACK_SOURCE
+            return
+        spec = REFERENCE_SPEC
+        query = BarQuery(spec.bar_size, spec.duration, spec.what, True, self.options.end)
+
+        def plan(symbol: str) -> tuple[StockRef, BarQuery]:
+            entry = chains[symbol][0]
+            return StockRef(entry.symbol, entry.conid), query
+
+        def done(symbol: str, result: BarFetch) -> None:
+            entry, live = chains[symbol]
+            self.record("reference", symbol, result.status, conid=entry.conid, bar_size=query.bar_size,
+                        what=query.what, duration=query.duration, bars=result.bars.height, first=result.first,
+                        last=result.last, error_code=result.error_code, error_message=result.error_message,
+                        elapsed_s=result.elapsed_s, attempts=result.attempts)
+            close = completed_close(result, self.options.end or self.now)
+            outcome = self.recorder.outcome(symbol)
+            if close is not None:
+                outcome.reference_price, outcome.reference_source = close, "underlying close"
+            else:
+                outcome.reference_price, outcome.reference_source = median_strike(live), FALLBACK_SOURCE
+
+        session.fetch_many([symbol for symbol, (_, live) in chains.items() if live], plan, done)
 
 
 def _stored_file_broken(path: Path) -> bool:
-    """A file the summary says was written OK that is now missing or has no readable Parquet footer
+    """A file the state says was written OK that is now missing or has no readable Parquet footer
     (truncated, e.g. by a crash of another tool): it is fetched again rather than skipped."""
     try:
         pl.read_parquet_schema(path)
@@ -436,134 +525,30 @@ def _unwritable(root: Path) -> str | None:
     return None
 
 
-def _fetch_and_store(
-    gw: IBGatewaySession,
-    jobs: Sequence[OptionContract],
-    options: RunOptions,
-    stage: Stage,
-    window: str,
-    spec: BarSpec,
-    recorder: _Recorder,
+def run_contracts(
+    entries: Sequence[UniverseEntry],
+    gateway: GatewaySettings,
     paths: StoragePaths,
-    now: datetime,
-) -> None:
-    """Request every job's bars and merge them into its Parquet file, recording each outcome."""
-
-    def target(contract: OptionContract) -> Path:
-        return bar_path(paths.data_root, paths.scope, contract.symbol, contract.conid, spec.what, spec.bar_size)
-
-    def plan(contract: OptionContract) -> tuple[OptionContract, BarQuery]:
-        last = last_stored_ts(target(contract)) if options.incremental else None
-        duration = fetch_duration(spec.duration, now, last, options.overlap)
-        return contract, BarQuery(spec.bar_size, duration, spec.what, spec.use_rth, options.end)
-
-    def done(contract: OptionContract, result: BarFetch) -> None:
-        duration = result.query.duration if result.query else None
-        if result.status is not Status.OK:
-            recorder.add(_bars_record(options, stage, window, spec, contract, result.status, duration=duration,
-                                      error_code=result.error_code, error_message=result.error_message,
-                                      elapsed_s=result.elapsed_s, attempts=result.attempts))
-            return
-        path = target(contract)
-        try:
-            stored = merge_into(path, result.bars, options.incremental)
-        except Exception as exc:  # one contract's local failure (disk, file system) must not end the run
-            log.exception("%s %s: storing bars failed", contract.symbol, contract.conid)
-            recorder.add(_bars_record(options, stage, window, spec, contract, Status.ERR, duration=duration,
-                                      error_message=f"store failed: {type(exc).__name__}: {exc}",
-                                      elapsed_s=result.elapsed_s, attempts=result.attempts))
-            return
-        note = None
-        if stored.quarantined is not None:
-            note = f"unreadable file moved aside to {stored.quarantined}: {stored.quarantine_reason}"
-            log.warning("%s", note)
-        recorder.add(_bars_record(options, stage, window, spec, contract, Status.OK, duration=duration,
-                                  bars=result.bars.height, first=result.first, last=result.last,
-                                  output_path=str(path), error_message=note, elapsed_s=result.elapsed_s,
-                                  attempts=result.attempts))
-
-    gw.fetch_many(jobs, plan, done)
+    options: RunOptions | None = None,
+    discovery: DiscoveryBounds | None = None,
+    thresholds: OutcomeThresholds | None = None,
+) -> StageReport:
+    """The contracts stage (bounded discovery) for `entries`; see StageRun._contracts."""
+    return StageRun(stage_def("contracts"), gateway, paths, options, discovery=discovery,
+                    thresholds=thresholds).run(entries)
 
 
-def _reference_prices(
-    gw: IBGatewaySession | None,
-    chains: Mapping[str, tuple[UniverseEntry, tuple[OptionContract, ...]]],
-    options: RunOptions,
-    recorder: _Recorder,
-    window: str,
-) -> None:
-    """Each symbol's latest daily close (`1 day` TRADES over `5 D`), else the median strike of its
-    unexpired chain (the documented fallback; dry runs use it without asking the gateway)."""
-    if gw is None:
-        for symbol, (_, live) in chains.items():
-            if live:
-                outcome = recorder.outcome(symbol)
-                outcome.reference_price, outcome.reference_source = median_strike(live), FALLBACK_SOURCE
-        return
-    query = BarQuery(REFERENCE_SPEC.bar_size, REFERENCE_SPEC.duration, REFERENCE_SPEC.what, True, options.end)
+def run_bars(
+    stage: str,
+    entries: Sequence[UniverseEntry],
+    gateway: GatewaySettings,
+    paths: StoragePaths,
+    options: RunOptions | None = None,
+    spec: BarSpec | None = None,
+    subset: SubsetSpec | None = None,
+    thresholds: OutcomeThresholds | None = None,
+) -> StageReport:
+    """A bar stage of stage_table (hours, minutes, ...) for `entries`; see StageRun._bars. `spec`
+    overrides the table's bar request."""
+    return StageRun(stage_def(stage), gateway, paths, options, spec, subset, thresholds=thresholds).run(entries)
 
-    def plan(symbol: str) -> tuple[StockRef, BarQuery]:
-        entry = chains[symbol][0]
-        return StockRef(entry.symbol, entry.conid), query
-
-    def done(symbol: str, result: BarFetch) -> None:
-        entry, live = chains[symbol]
-        recorder.add(SummaryRecord(
-            options.run_id, "minutes", "reference", symbol, window, result.status, conid=entry.conid,
-            bar_size=query.bar_size, what=query.what, duration=query.duration, bars=result.bars.height,
-            first=result.first, last=result.last, error_code=result.error_code,
-            error_message=result.error_message, elapsed_s=result.elapsed_s, attempts=result.attempts))
-        close = float(result.bars["close"][-1]) if result.status is Status.OK else 0.0
-        outcome = recorder.outcome(symbol)
-        if close > 0:
-            outcome.reference_price, outcome.reference_source = close, "underlying close"
-        else:
-            outcome.reference_price, outcome.reference_source = median_strike(live), FALLBACK_SOURCE
-
-    gw.fetch_many([symbol for symbol, (_, live) in chains.items() if live], plan, done)
-
-
-def _bars_record(
-    options: RunOptions,
-    stage: Stage,
-    window: str,
-    spec: BarSpec,
-    contract: OptionContract,
-    status: Status,
-    duration: str | None = None,
-    **fields: object,
-) -> SummaryRecord:
-    return SummaryRecord(options.run_id, stage, "bars", contract.symbol, window, status, conid=contract.conid,
-                         bar_size=spec.bar_size, what=spec.what, duration=duration or spec.duration,
-                         **fields)  # type: ignore[arg-type]
-
-
-def run_ibkr_demo(
-    host: str,
-    port: int,
-    symbols: Sequence[str] = ("AAPL", "MSFT", "SPY"),
-    root: Path = Path("data_test/raw/ib"),
-    state: Path = Path("state"),
-    client_id: int = 17,
-    scope: str = "demo",
-    end: datetime | None = None,
-    settings: GatewaySettings | None = None,
-) -> dict[str, int]:
-    """Discovery, hours and minutes for `symbols` against the gateway at host:port; returns the
-    summary counts by status (OK, EMPTY, ERR, SKIPPED) over the three stages. `end` stands for
-    "now" (e.g. a simulator's as_of); `settings` overrides the pacing defaults (host/port kept)."""
-    # Defaults stay within a real gateway's limits (45 messages/s, 40 open requests); against the
-    # simulator pass settings=GatewaySettings(client_msg_rate=0, rate_per_s=200) to run in seconds.
-    settings = replace(settings or GatewaySettings(request_timeout_s=30.0, rate_per_s=40.0), host=host,
-                       port=port, client_id=client_id)
-    paths = StoragePaths(data_root=Path(root), scope=scope, state_dir=Path(state))
-    entries = tuple(UniverseEntry(s.upper()) for s in symbols)
-    run_id = new_run_id()
-    totals = count_by_status(())
-    reports = [run_contracts(entries, settings, paths, RunOptions(run_id=run_id, end=end))]
-    for stage in ("hours", "minutes"):
-        reports.append(run_bars(stage, entries, settings, paths, RunOptions(run_id=run_id, end=end)))
-    for report in reports:
-        for status, n in report.counts.items():
-            totals[status] += n
-    return totals

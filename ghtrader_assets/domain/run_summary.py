@@ -11,11 +11,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+from ghtrader_assets.domain.stage_table import STAGES
 from ghtrader_assets.domain.universe import UniverseEntry
 
-Stage = Literal["contracts", "hours", "minutes"]
+Stage = str  # a name of stage_table.STAGE_TABLE
 Purpose = Literal["bars", "reference", "discovery", "symbol"]
-STAGES: tuple[Stage, ...] = ("contracts", "hours", "minutes")
 
 
 class Status(StrEnum):
@@ -32,8 +32,9 @@ class Status(StrEnum):
 @dataclass(frozen=True)
 class SummaryRecord:
     """One request's outcome. `purpose`: bars (a contract's bars), reference (the underlying close
-    for the minutes subset), discovery (a symbol's contracts), symbol (a symbol-level failure such
-    as a missing cache). Times are UTC; `elapsed_s` in seconds."""
+    for the minutes subset), discovery (a symbol's contracts; `bars` = contracts qualified,
+    `requests` = gateway requests it took), symbol (a symbol-level failure such as a missing
+    cache). Times are UTC; `elapsed_s` in seconds."""
 
     run_id: str
     stage: Stage
@@ -53,6 +54,7 @@ class SummaryRecord:
     output_path: str | None = None
     elapsed_s: float = 0.0
     attempts: int = 0
+    requests: int = 0
     recorded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_json(self) -> dict[str, Any]:
@@ -76,6 +78,7 @@ class SummaryRecord:
             "output_path": self.output_path,
             "elapsed": round(self.elapsed_s, 4),
             "attempts": self.attempts,
+            "requests": self.requests,
             "recorded_at": _iso(self.recorded_at),
         }
 
@@ -101,6 +104,7 @@ class SummaryRecord:
             output_path=data.get("output_path"),
             elapsed_s=float(data.get("elapsed") or 0.0),
             attempts=int(data.get("attempts") or 0),
+            requests=int(data.get("requests") or 0),
             recorded_at=_parse(data.get("recorded_at")) or datetime.min.replace(tzinfo=UTC),
         )
 
@@ -115,7 +119,9 @@ def _parse(value: str | None) -> datetime | None:
 
 def window_key(stage: Stage, bar_size: str, duration: str, what: str, use_rth: bool, end_day: date) -> str:
     """Resume window: a contract OK under the same key is not requested again unless forced.
-    `end_day` is the New York date of the request's end time."""
+    `end_day` is the last completed regular session the request covers
+    (us_sessions.last_completed_session of its end), so every run of one weekend, and any resume
+    after a crash, shares the key."""
     return f"{stage}|{bar_size}|{duration}|{what}|{'rth' if use_rth else 'all'}|{end_day.isoformat()}"
 
 

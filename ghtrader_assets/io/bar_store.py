@@ -1,8 +1,11 @@
-"""Parquet bar files: path layout, atomic writes, corrupt-file quarantine and the incremental merge."""
+"""Parquet bar files: path layout, atomic writes, corrupt-file quarantine and the locked incremental merge."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,10 +100,30 @@ def quarantine(path: Path, now: datetime | None = None) -> Path:
     return target
 
 
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock (flock) for merging into `path`, held across processes until exit: a
+    CLI run and a Dagster run merging into one file take turns instead of losing a write. The lock
+    is taken on the file's directory (`{conId}/{WHAT}/`, one contract), so no lock file is left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def merge_into(path: Path, new: pl.DataFrame, incremental: bool = True) -> StoreResult:
     """Store `new` bars at `path`. Incremental: merge with the existing file (new bar wins on the
     key). A file that cannot be read is moved aside and reported, never merged. Not incremental:
-    overwrite."""
+    overwrite. The read-modify-write runs under `file_lock(path)`."""
+    with file_lock(path):
+        return _merge_locked(path, new, incremental)
+
+
+def _merge_locked(path: Path, new: pl.DataFrame, incremental: bool) -> StoreResult:
     existing: pl.DataFrame | None = None
     moved: Path | None = None
     reason: str | None = None

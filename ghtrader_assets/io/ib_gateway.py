@@ -18,7 +18,10 @@ from ib_insync import IB, Contract, Option, Stock
 
 from ghtrader_assets.domain.bar_merge import BAR_SCHEMA, empty_bars
 from ghtrader_assets.domain.contracts_cache import OptionContract
+from ghtrader_assets.domain.discovery_bounds import Chain, DiscoveryBounds, candidates
 from ghtrader_assets.domain.run_summary import Status
+from ghtrader_assets.domain.stage_table import REFERENCE_SPEC
+from ghtrader_assets.domain.us_sessions import last_completed_session
 
 NEW_YORK = ZoneInfo("America/New_York")
 MAX_OPEN_HISTORICAL = 50  # IB's cap on simultaneously open historical requests
@@ -44,8 +47,10 @@ class GatewaySettings:
     """Connection and pacing settings. Times in seconds; `max_in_flight` open historical requests
     (1..50, IB's cap); `rate_per_s` historical requests per second (token bucket of `burst`
     tokens); `client_msg_rate` is ib_insync's own message throttle per second (0 disables it, for
-    simulators); `request_attempts` re-issues after gateway drops; `pacing_retries` retries after
-    pacing violations with backoff from `pacing_backoff_s` doubling up to 60 s."""
+    simulators); `request_attempts` re-issues after gateway drops; `pacing_retries` retries of one
+    request after pacing violations; the session shares one backoff (from `pacing_backoff_s`,
+    doubling up to 8 x that, at most 60 s) so a storm slows every request, not each separately;
+    `unreachable_timeout_s` bounds the time spent (re)connecting before giving up."""
 
     host: str = "127.0.0.1"
     port: int = 4002
@@ -59,6 +64,7 @@ class GatewaySettings:
     pacing_backoff_s: float = 2.0
     reconnect_attempts: int = 8
     reconnect_backoff_s: float = 1.0
+    unreachable_timeout_s: float = 20.0
     request_attempts: int = 4
     client_msg_rate: int = 45
     qualify_batch_size: int = 50
@@ -67,7 +73,7 @@ class GatewaySettings:
     def __post_init__(self) -> None:
         if not 1 <= self.max_in_flight <= MAX_OPEN_HISTORICAL:
             raise ValueError(f"max_in_flight must be in 1..{MAX_OPEN_HISTORICAL}, got {self.max_in_flight}")
-        for name in ("connect_timeout_s", "request_timeout_s", "rate_per_s"):
+        for name in ("connect_timeout_s", "request_timeout_s", "rate_per_s", "unreachable_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("burst", "request_attempts", "reconnect_attempts", "qualify_batch_size"):
@@ -124,12 +130,18 @@ class BarFetch:
 
 @dataclass(frozen=True)
 class Discovery:
-    """Discovery of one symbol: the stock's conId, the qualified contracts and how many chain
-    candidates IB did not know."""
+    """Discovery of one symbol: the stock's conId, the qualified contracts, how many bounded
+    candidates IB did not know, the band centre (`close`, None: the chain's median strike), the
+    gateway requests it took (stock qualify, SecDef, daily close, one per candidate) and its time."""
 
     underlying_conid: int
     contracts: tuple[OptionContract, ...]
     unknown: int
+    candidates: int = 0
+    chain_size: int = 0
+    close: float | None = None
+    requests: int = 0
+    elapsed_s: float = 0.0
 
 
 @dataclass
@@ -142,6 +154,33 @@ class GatewayStats:
     reconnects: int = 0
     disconnects: int = 0
     max_in_flight_seen: int = 0
+    pacing_pauses: int = 0
+
+
+class SharedBackoff:
+    """One pacing backoff for the session. A violation answered to a request issued after the last
+    pause doubles the pause (from `base` up to `cap`) and stops the token bucket for everyone; the
+    violations of requests already in flight at that pause do not escalate again. The first success
+    of a request issued after the last pause resets the level."""
+
+    def __init__(self, bucket: TokenBucket, base: float, cap: float = _BACKOFF_CAP_S) -> None:
+        self._bucket, self._base, self._cap = bucket, base, cap
+        self._level = 0
+        self._paused_at = float("-inf")
+
+    def violation(self, issued_at: float) -> bool:
+        """Record a violation of a request issued at `issued_at` (monotonic); True when it paused."""
+        if issued_at < self._paused_at:
+            return False
+        delay = min(self._base * 2 ** self._level, self._cap)
+        self._level += 1
+        self._paused_at = time.monotonic()
+        self._bucket.pause(delay)
+        return True
+
+    def success(self, issued_at: float) -> None:
+        if issued_at >= self._paused_at:
+            self._level = 0
 
 
 class TokenBucket:
@@ -216,6 +255,9 @@ class IBGatewayClient:
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._in_flight = 0
         self._bucket = TokenBucket(settings.rate_per_s, settings.burst)
+        # a sustained storm is probed every 8 x base (16 s by default), at most every 60 s
+        self._backoff = SharedBackoff(self._bucket, settings.pacing_backoff_s,
+                                      min(_BACKOFF_CAP_S, 8 * settings.pacing_backoff_s))
         self._connect_lock = asyncio.Lock()
         self._closed = False
 
@@ -235,19 +277,23 @@ class IBGatewayClient:
             self._errors[req_id] = (code, message)
 
     async def connect(self) -> None:
-        """Connect, retrying with exponential backoff; raises GatewayUnavailableError."""
+        """Connect, retrying with exponential backoff for at most `reconnect_attempts` attempts and
+        `unreachable_timeout_s` seconds; raises GatewayUnavailableError."""
         async with self._connect_lock:
             if self._ib.isConnected():
                 return
             delay = self.settings.reconnect_backoff_s
             last: BaseException | None = None
-            for attempt in range(1, self.settings.reconnect_attempts + 1):
+            deadline = time.monotonic() + self.settings.unreachable_timeout_s
+            attempt = 0
+            while attempt < self.settings.reconnect_attempts:
+                attempt += 1
                 try:
                     await self._ib.connectAsync(
                         self.settings.host,
                         self.settings.port,
                         clientId=self.settings.client_id,
-                        timeout=self.settings.connect_timeout_s,
+                        timeout=max(0.1, min(self.settings.connect_timeout_s, deadline - time.monotonic())),
                         readonly=True,
                     )
                     # reqIds restart on a new session: old error entries would be mis-matched.
@@ -261,12 +307,15 @@ class IBGatewayClient:
                     last = exc
                     log.warning("IB connect attempt %d to %s:%d failed: %r", attempt, self.settings.host,
                                 self.settings.port, exc)
-                if attempt < self.settings.reconnect_attempts:
-                    await asyncio.sleep(delay * (1 + random.random() * 0.1))
-                    delay = min(delay * 2, _BACKOFF_CAP_S)
+                pause = delay * (1 + random.random() * 0.1)
+                if attempt >= self.settings.reconnect_attempts or time.monotonic() + pause >= deadline:
+                    break
+                await asyncio.sleep(pause)
+                delay = min(delay * 2, _BACKOFF_CAP_S)
             raise GatewayUnavailableError(
                 f"IB gateway {self.settings.host}:{self.settings.port} unreachable after "
-                f"{self.settings.reconnect_attempts} attempts: {last!r}"
+                f"{attempt} attempts (limit {self.settings.reconnect_attempts} attempts, "
+                f"{self.settings.unreachable_timeout_s:g} s): {last!r}"
             )
 
     def close(self) -> None:
@@ -303,46 +352,53 @@ class IBGatewayClient:
             raise DiscoveryError(f"{stock.symbol}: IB does not know the stock on SMART")
         return int(contract.conId)
 
-    async def discover(self, stock: StockRef, today: date) -> Discovery:
-        """SMART option chain via reqSecDefOptParams, then every unexpired (expiry, strike, right)
-        candidate qualified in batches of `qualify_batch_size`; reqContractDetails is never called
-        directly (IB's 2025 discovery rule)."""
+    async def discover(self, stock: StockRef, today: date, bounds: DiscoveryBounds | None = None,
+                       end: datetime | None = None) -> Discovery:
+        """SMART option chain via reqSecDefOptParams, the underlying's last completed daily close
+        (before `end`, None = now), then only the bounded candidates (discovery_bounds.candidates)
+        qualified in batches of `qualify_batch_size`; reqContractDetails is never called directly
+        (IB's 2025 discovery rule)."""
+        bounds = bounds or DiscoveryBounds()
+        started = time.monotonic()
+        requests = 0 if stock.conid else 1
         under = await self.qualify_stock(stock)
         chains = await self._call(
             lambda: self._ib.reqSecDefOptParamsAsync(stock.symbol, "", "STK", under),
             f"reqSecDefOptParams {stock.symbol}",
         )
-        smart = [chain for chain in chains if chain.exchange == "SMART"]
+        requests += 1
+        smart = [Chain(c.tradingClass, str(c.multiplier), tuple(c.expirations), tuple(float(k) for k in c.strikes))
+                 for c in chains if c.exchange == "SMART"]
         if not smart:
             raise DiscoveryError(f"{stock.symbol}: no SMART option chain (got {len(chains)} other chains)")
-        candidates: list[Option] = []
-        seen: set[tuple[str, str, float, str]] = set()
-        for chain in smart:
-            for expiry in sorted(chain.expirations):
-                if datetime.strptime(expiry[:8], "%Y%m%d").date() < today:
-                    continue
-                for strike in sorted(chain.strikes):
-                    for right in ("C", "P"):
-                        key = (chain.tradingClass, expiry, float(strike), right)
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                        candidates.append(
-                            Option(stock.symbol, expiry, float(strike), right, "SMART",
-                                   multiplier=str(chain.multiplier), currency=stock.currency,
-                                   tradingClass=chain.tradingClass)
-                        )
+        close = None
+        if not bounds.unbounded:
+            close = await self.completed_close(StockRef(stock.symbol, under, stock.currency), end)
+            requests += 1
+        wanted = candidates(smart, stock.symbol, today, close, bounds)
+        options = [Option(stock.symbol, c.expiry, c.strike, c.right, "SMART", multiplier=c.multiplier,
+                          currency=stock.currency, tradingClass=c.trading_class) for c in wanted]
         size = self.settings.qualify_batch_size
-        for start in range(0, len(candidates), size):
-            batch = candidates[start:start + size]
+        for start in range(0, len(options), size):
+            batch = options[start:start + size]
 
             def qualify(batch: list[Option] = batch) -> Awaitable[list[Contract]]:
                 return self._ib.qualifyContractsAsync(*batch)
 
             # ib_insync sets conId on the inputs in place; that check also holds for ib_async.
             await self._call(qualify, f"qualify {stock.symbol} batch {start // size}")
-        contracts = tuple(_to_option_contract(c, stock.symbol) for c in candidates if c.conId)
-        return Discovery(under, contracts, len(candidates) - len(contracts))
+        requests += len(options)
+        contracts = tuple(_to_option_contract(c, stock.symbol) for c in options if c.conId)
+        chain_size = sum(len(c.expiries) * len(c.strikes) * 2 for c in smart)
+        return Discovery(under, contracts, len(options) - len(contracts), len(options), chain_size, close,
+                         requests, time.monotonic() - started)
+
+    async def completed_close(self, stock: StockRef, end: datetime | None) -> float | None:
+        """Close of the last completed regular session at `end` (None = now) from `1 day` bars, or
+        None when IB has none; today's unfinished daily bar is never used."""
+        result = await self.fetch_bars(stock, BarQuery(REFERENCE_SPEC.bar_size, REFERENCE_SPEC.duration,
+                                                       REFERENCE_SPEC.what, True, end))
+        return completed_close(result, end)
 
     async def fetch_bars(self, target: OptionContract | StockRef, query: BarQuery) -> BarFetch:
         """One historical request, classified (see `classify`). Never raises for gateway errors:
@@ -352,7 +408,6 @@ class IBGatewayClient:
         pacing_left = self.settings.pacing_retries
         drops = 0
         attempts = 0
-        backoff = self.settings.pacing_backoff_s
         while True:
             attempts += 1
             try:
@@ -360,7 +415,7 @@ class IBGatewayClient:
             except GatewayUnavailableError as exc:
                 return self._result(query, Status.ERR, None, None, str(exc), started, attempts)
             try:
-                bars, error, timed_out = await self._historical(contract, query)
+                bars, error, timed_out, issued_at = await self._historical(contract, query)
             except ConnectionError as exc:
                 drops += 1
                 if drops >= self.settings.request_attempts:
@@ -374,9 +429,10 @@ class IBGatewayClient:
                                         f"pacing violation never cleared: {error[1] if error else ''}",
                                         started, attempts)
                 pacing_left -= 1
-                self._bucket.pause(backoff)
-                backoff = min(backoff * 2, _BACKOFF_CAP_S)
+                if self._backoff.violation(issued_at):
+                    self.stats.pacing_pauses += 1
                 continue
+            self._backoff.success(issued_at)
             if timed_out and error is None:
                 self.stats.timeouts += 1
                 return self._result(query, status, None, None, f"timeout after {self.settings.request_timeout_s}s",
@@ -388,9 +444,12 @@ class IBGatewayClient:
                 message = "no bars returned"
             return self._result(query, status, frame, code, message, started, attempts)
 
-    async def _historical(self, contract: Contract, query: BarQuery) -> tuple[list[Any], tuple[int, str] | None, bool]:
+    async def _historical(
+        self, contract: Contract, query: BarQuery
+    ) -> tuple[list[Any], tuple[int, str] | None, bool, float]:
         async with self._slots:
             await self._bucket.take()
+            issued_at = time.monotonic()
             self._in_flight += 1
             self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, self._in_flight)
             self.stats.requests += 1
@@ -410,7 +469,7 @@ class IBGatewayClient:
                 self._in_flight -= 1
         error = self._errors.pop(bars.reqId, None)
         timed_out = not bars and time.monotonic() - started >= self.settings.request_timeout_s * 0.99
-        return list(bars), error, timed_out
+        return list(bars), error, timed_out, issued_at
 
     @staticmethod
     def _result(query: BarQuery, status: Status, frame: pl.DataFrame | None, code: int | None, message: str | None,
@@ -452,13 +511,15 @@ class IBGatewaySession:
         today: date,
         done: Callable[[StockRef, Discovery | Exception], None],
         workers: int = 4,
+        bounds: DiscoveryBounds | None = None,
+        end: datetime | None = None,
     ) -> None:
         """Discover each stock (see IBGatewayClient.discover), `workers` symbols at a time; `done`
         gets the Discovery or the DiscoveryError/ConnectionError that ended it."""
 
         async def one(stock: StockRef) -> None:
             try:
-                result: Discovery | Exception = await self._client.discover(stock, today)
+                result: Discovery | Exception = await self._client.discover(stock, today, bounds, end)
             except (DiscoveryError, ConnectionError) as exc:
                 result = exc
             await asyncio.to_thread(done, stock, result)
@@ -496,6 +557,19 @@ class IBGatewaySession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def completed_close(result: BarFetch, end: datetime | None) -> float | None:
+    """The close of the last daily bar whose session is complete at `end` (None = now), if positive."""
+    if result.status is not Status.OK or not result.bars.height:
+        return None
+    last = last_completed_session(end or datetime.now(UTC))
+    days = result.bars.select(pl.col("ts").dt.convert_time_zone("America/New_York").dt.date().alias("day"),
+                              "close").filter(pl.col("day") <= last)
+    if not days.height:
+        return None
+    close = float(days["close"][-1])
+    return close if close > 0 else None
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop | None:

@@ -10,14 +10,20 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime, time as dtime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from ghtrader_assets.envfile import load_env_file
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.io.questdb_server import QuestDBServer, healthy, ports_from_env
+
+if TYPE_CHECKING:
+    from ghtrader_assets.io.ib_gateway import GatewaySettings
 
 DEMO_VARIETIES = ("SHFE.cu", "DCE.m")
 DEMO_START, DEMO_END = date(2024, 1, 2), date(2024, 2, 29)
@@ -84,13 +90,49 @@ def run_futures_demo(instance: dg.DagsterInstance) -> bool:
     return ok
 
 
+def run_ibkr_demo(
+    host: str,
+    port: int,
+    symbols: Sequence[str] = ("AAPL", "MSFT", "SPY"),
+    root: Path = Path("data_test/raw/ib"),
+    state: Path = Path("state"),
+    client_id: int = 17,
+    scope: str = "demo",
+    end: datetime | None = None,
+    settings: GatewaySettings | None = None,
+) -> dict[str, int]:
+    """Every stage of the stage table for `symbols` against the gateway at host:port; returns the
+    summary counts by status (OK, EMPTY, ERR, SKIPPED) over the stages. `end` stands for "now"
+    (e.g. a simulator's as_of); `settings` overrides the gateway settings (host/port kept); the
+    rest comes from ibkr_settings (environment, then defaults)."""
+    from ghtrader_assets.domain.run_summary import count_by_status
+    from ghtrader_assets.domain.stage_table import STAGE_TABLE
+    from ghtrader_assets.domain.universe import UniverseEntry
+    from ghtrader_assets.ibkr_settings import resolve
+    from ghtrader_assets.ibkr_stages import RunOptions, StageRun, new_run_id
+
+    base = resolve({"data_root": Path(root), "state_dir": Path(state), "scope": scope})
+    # Defaults stay within a real gateway's limits (45 messages/s, 40 open requests); against the
+    # simulator pass settings=GatewaySettings(client_msg_rate=0, rate_per_s=200) to run in seconds.
+    gateway = replace(settings or replace(base.gateway, request_timeout_s=30.0, rate_per_s=40.0), host=host,
+                      port=port, client_id=client_id)
+    entries = tuple(UniverseEntry(s.upper()) for s in symbols)
+    run_id = new_run_id()
+    totals = count_by_status(())
+    for stage in STAGE_TABLE:
+        report = StageRun(stage, gateway, base.paths, RunOptions(run_id=run_id, end=end), discovery=base.discovery,
+                          thresholds=base.thresholds).run(entries)
+        for status, n in report.counts.items():
+            totals[status] += n
+    return totals
+
+
 def run_ibkr_demo_if_present() -> bool:
     try:
-        from ghtrader_assets.ibkr_stages import run_ibkr_demo
+        from ghtrader_assets.io.ib_gateway import GatewaySettings as Settings
+        from ghtrader_assets.sim.ib import GatewayConfig, GatewaySim
     except ImportError:
         return True
-    from ghtrader_assets.io.ib_gateway import GatewaySettings
-    from ghtrader_assets.sim.ib import GatewayConfig, GatewaySim
 
     config = GatewayConfig(seed=7, as_of=datetime(2026, 11, 20, 21, 30, tzinfo=timezone.utc))  # a Friday, after the close
     with GatewaySim(config) as sim:
@@ -98,7 +140,7 @@ def run_ibkr_demo_if_present() -> bool:
         started = time.monotonic()
         # The simulator has no message throttle of its own: lift the client's real-gateway pacing.
         counts = run_ibkr_demo(sim.host, sim.port, symbols=("AAPL", "MSFT", "SPY"), end=config.as_of,
-                               settings=GatewaySettings(client_msg_rate=0, rate_per_s=200))
+                               settings=Settings(client_msg_rate=0, rate_per_s=200))
         print(f"  discovery + hours + minutes for AAPL, MSFT, SPY in {time.monotonic() - started:.1f}s; "
               "Parquet under data_test/raw/ib/historical_bars_demo/, summaries under state/run_logs/")
     print("IBKR stages summary (requests by status): " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

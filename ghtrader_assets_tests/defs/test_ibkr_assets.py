@@ -18,6 +18,7 @@ from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageRe
 from ghtrader_assets.defs.ibkr.sensors import ibkr_universe_sync
 from ghtrader_assets.domain.bar_merge import BAR_SCHEMA
 from ghtrader_assets.domain.contracts_cache import OptionContract, read_latest_cache, write_cache
+from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
 from ghtrader_assets.domain.option_subset import near_the_money, unexpired
 from ghtrader_assets.domain.run_summary import Status, read_stage_records, rerun_entries
 from ghtrader_assets.domain.universe import UniverseEntry, write_universe
@@ -28,13 +29,14 @@ from ghtrader_assets.ibkr_stages import (
     SubsetSpec,
     run_bars,
     run_contracts,
-    run_ibkr_demo,
 )
 from ghtrader_assets.io.bar_store import bar_path
 from ghtrader_assets.io.ib_gateway import GatewaySettings
+from ghtrader_assets.sim.demo import run_ibkr_demo
 from ghtrader_assets.sim.ib import GatewaySim
 from ghtrader_assets_tests.fixtures.ib_sim import SIM_AS_OF
 
+UNBOUNDED = DiscoveryBounds(unbounded=True)
 TEN = ("AAPL", "MSFT", "SPY", "QQQ", "NVDA", "AMZN", "TSLA", "META", "GOOGL", "IWM")
 # Small chains keep the suite fast; identical-request pacing is an IB rule for <= 30 s bars only.
 SIM = {"weekly_expiries": 1, "monthly_expiries": 1, "identical_window_s": 0.2}
@@ -179,7 +181,8 @@ def test_ten_symbols_hours_every_contract_ok_or_stated_reason(
     ib_gateway_factory: Callable[..., GatewaySim], paths: StoragePaths
 ) -> None:
     sim = ib_gateway_factory(symbols=TEN, **SIM)
-    assert run_contracts(entries(), gateway(sim), paths, options()).counts["OK"] == 10
+    # the whole listed chain (unbounded discovery), so every simulated contract is compared with the truth
+    assert run_contracts(entries(), gateway(sim), paths, options(), UNBOUNDED).counts["OK"] == 10
     report = run_bars("hours", entries(), gateway(sim), paths, options())
     assert not report.failed_symbols and report.counts["ERR"] == 0
     chain = sum(len(sim.universe.option_chain(s)) for s in TEN)

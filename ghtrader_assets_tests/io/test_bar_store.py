@@ -74,3 +74,37 @@ def test_parquet_without_bar_columns_is_treated_as_corrupt(tmp_path: Path) -> No
     pl.DataFrame({"x": [1]}).write_parquet(path)
     result = merge_into(path, bars([0], 1.0))
     assert result.quarantined is not None and "not a bar file" in (result.quarantine_reason or "")
+
+
+MERGER = """
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+import polars as pl
+from ghtrader_assets.domain.bar_merge import BAR_SCHEMA
+from ghtrader_assets.io.bar_store import merge_into
+import time
+path, offset = Path(sys.argv[1]), int(sys.argv[2])
+time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # both start merging at the same moment
+t0 = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)
+for i in range(60):
+    h = offset + 2 * i
+    row = {"ts": [t0 + timedelta(hours=h)], "symbol": ["XYZ"], "conid": [7], "bar_size": ["8 hours"],
+           "what_to_show": ["TRADES"], "open": [1.0], "high": [2.0], "low": [0.5], "close": [float(h)],
+           "volume": [10.0], "wap": [1.2], "bar_count": [3]}
+    merge_into(path, pl.DataFrame(row, schema=BAR_SCHEMA))
+"""
+
+
+def test_two_processes_merging_into_one_file_lose_no_write(tmp_path: Path) -> None:
+    # Separate interpreters (not fork: polars deadlocks in forked children), started together.
+    import subprocess
+    import sys
+    import time
+
+    target = bar_path(tmp_path, "lock", "XYZ", 7, "TRADES", "8 hours")
+    start = str(time.time() + 4)
+    procs = [subprocess.Popen([sys.executable, "-c", MERGER, str(target), str(offset), start]) for offset in (0, 1)]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    frame = read_bars(target)
+    assert frame.height == 120 and frame["close"].to_list() == [float(h) for h in range(120)]

@@ -12,6 +12,7 @@ import pytest
 
 from ghtrader_assets.domain.contracts_cache import OptionContract
 from ghtrader_assets.domain.run_summary import Status
+from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
 from ghtrader_assets.io.ib_gateway import (
     BarFetch,
     BarQuery,
@@ -69,7 +70,7 @@ def option(universe: SimUniverse, symbol: str, illiquid: bool = False) -> Option
 
 def test_discovery_finds_exactly_the_listed_chain(ib_gateway_factory: Callable[..., GatewaySim]) -> None:
     sim = ib_gateway_factory(**SMALL)
-    found = run(sim, lambda c: c.discover(StockRef("AAPL"), SIM_AS_OF.date()))
+    found = run(sim, lambda c: c.discover(StockRef("AAPL"), SIM_AS_OF.date(), DiscoveryBounds(unbounded=True)))
     assert found.underlying_conid == sim.universe.stock("AAPL").conid
     assert {c.conid for c in found.contracts} == {o.conid for o in sim.universe.option_chain("AAPL")}
     assert all(c.exchange == "SMART" and c.symbol == "AAPL" for c in found.contracts)

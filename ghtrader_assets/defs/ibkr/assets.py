@@ -1,53 +1,40 @@
-"""IBKR assets per symbol: contracts discovery, 8-hour bars of every contract, 30-minute bars near the money."""
+"""IBKR assets per symbol, one per entry of stage_table.STAGE_TABLE, each with a blocking outcome check."""
 
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from ghtrader_assets.defs.ibkr.partitions import ibkr_symbol_partitions
-from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
+from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource, ibkr_settings
+from ghtrader_assets.domain.stage_table import STAGE_TABLE, BarSpec, StageDef
 from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, check_symbol, read_universe
-from ghtrader_assets.ibkr_stages import (
-    HOURS_SPEC,
-    MINUTES_SPEC,
-    BarSpec,
-    RunOptions,
-    StageReport,
-    SubsetSpec,
-    run_bars,
-    run_contracts,
-)
+from ghtrader_assets.ibkr_stages import RunOptions, StageReport, StageRun, SubsetSpec
 
 POOL = "ibkr_gateway"  # one step at a time talks to the gateway: `dagster instance concurrency set ibkr_gateway 1`
 GROUP = "ibkr"
+CHECK = "outcome_shares"
 
 
 class ContractsConfig(dg.Config):
-    """force: rediscover even if today's cache exists; end: ISO time standing for "now" (tests, replays)."""
+    """force: rediscover even if this session's cache exists; end: ISO time standing for "now" (tests, replays)."""
 
     force: bool = False
     end: str | None = None
 
 
-class HoursConfig(dg.Config):
-    """Bar request of the stage; force: re-request contracts already OK for this window;
-    incremental: merge with stored bars, re-fetching `overlap_days` before the last stored bar."""
+class BarsConfig(dg.Config):
+    """Bar request (None: the stage's entry in the stage table); force: re-request contracts already
+    OK for this window; incremental: merge with stored bars, re-fetching `overlap_days` before the
+    last stored bar; expiries / strikes_per_right: the near-the-money subset (subset stages only)."""
 
-    bar_size: str = HOURS_SPEC.bar_size
-    duration: str = HOURS_SPEC.duration
-    what_to_show: str = HOURS_SPEC.what
+    bar_size: str | None = None
+    duration: str | None = None
+    what_to_show: str | None = None
     use_rth: bool = True
     force: bool = False
     incremental: bool = True
     overlap_days: float = 3.0
     end: str | None = None
-
-
-class MinutesConfig(HoursConfig):
-    """As HoursConfig, plus the subset: first `expiries` expiries, `strikes_per_right` strikes per right."""
-
-    bar_size: str = MINUTES_SPEC.bar_size
-    duration: str = MINUTES_SPEC.duration
     expiries: int = 2
     strikes_per_right: int = 5
 
@@ -72,11 +59,7 @@ def _end(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _options(context: dg.AssetExecutionContext, force: bool, end: str | None, **extra: object) -> RunOptions:
-    return RunOptions(run_id=context.run.run_id, end=_end(end), force=force, **extra)  # type: ignore[arg-type]
-
-
-def _result(context: dg.AssetExecutionContext, report: StageReport) -> dg.MaterializeResult:
+def _result(context: dg.AssetExecutionContext, report: StageReport, asset_name: str) -> dg.MaterializeResult:
     for outcome in report.symbols.values():
         context.log.info(f"{report.stage} {outcome.line()}")
     paths = sorted({p for o in report.symbols.values() for p in o.paths})
@@ -88,6 +71,7 @@ def _result(context: dg.AssetExecutionContext, report: StageReport) -> dg.Materi
         "paths_sample": dg.MetadataValue.json(paths[:20]),
         "summary_path": dg.MetadataValue.path(str(report.summary_path)),
         "pacing_violations": report.gateway.pacing_violations,
+        "pacing_pauses": report.gateway.pacing_pauses,
         "reconnects": report.gateway.reconnects,
         "elapsed_s": round(report.elapsed_s, 3),
     }
@@ -97,58 +81,72 @@ def _result(context: dg.AssetExecutionContext, report: StageReport) -> dg.Materi
         if outcome.reference_price is not None:
             metadata["reference_price"] = outcome.reference_price
             metadata["reference_source"] = outcome.reference_source
+        if outcome.candidates:
+            metadata["discovery_candidates"] = outcome.candidates
+            metadata["discovery_requests"] = outcome.discovery_requests
+            metadata["discovery_s"] = round(outcome.discovery_s, 3)
+        if outcome.latest:
+            metadata["latest_status"] = dg.MetadataValue.json(outcome.latest)
     failed = report.failed_symbols
     if failed:
         errors = "; ".join(f"{s}: {report.symbols[s].error}" for s in failed)
         raise dg.Failure(description=f"{report.stage} failed for {', '.join(failed)}: {errors}",
                          metadata=metadata)  # type: ignore[arg-type]
-    return dg.MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+    checks = [o.check for o in report.symbols.values() if o.check is not None]
+    passed = all(c.passed for c in checks)
+    result = dg.AssetCheckResult(
+        check_name=CHECK, asset_key=asset_name, passed=passed, severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(c.message for c in checks) or "nothing to judge",
+        metadata={"err_share": max((c.err_share for c in checks), default=0.0),
+                  "empty_share": max((c.empty_share for c in checks), default=0.0),
+                  "contracts": sum(c.contracts for c in checks)})
+    return dg.MaterializeResult(metadata=metadata, check_results=[result])  # type: ignore[arg-type]
 
 
-@dg.asset(partitions_def=ibkr_symbol_partitions, pool=POOL, group_name=GROUP, kinds={"ibkr", "json"})
-def ibkr_contracts(
-    context: dg.AssetExecutionContext,
-    config: ContractsConfig,
-    ib_gateway: IBGatewayResource,
-    ibkr_storage: IBKRStorageResource,
-) -> dg.MaterializeResult:
-    """The symbol's option contracts (SMART chain, batch-qualified), cached as
-    `state/contracts_cache/{SYMBOL}_{YYYY-MM-DD}.json`."""
-    report = run_contracts([_entry(context, ibkr_storage)], ib_gateway.settings(), ibkr_storage.paths(),
-                           _options(context, config.force, config.end))
-    return _result(context, report)
+def build_stage_asset(stage: StageDef) -> dg.AssetsDefinition:
+    """The partitioned asset of one stage table entry; its blocking check fails the partition when
+    the ERR or EMPTY share of the symbol's contracts exceeds the threshold (ibkr_storage)."""
+    name = stage.asset_name
+    deps = [] if stage.spec is None else ["ibkr_contracts"]
+    kinds = {"ibkr", "json" if stage.spec is None else "parquet"}
+    check = dg.AssetCheckSpec(CHECK, asset=name, blocking=True,
+                              description="ERR share <= max_err_share and EMPTY share <= max_empty_share")
+
+    if stage.spec is None:
+        @dg.asset(name=name, partitions_def=ibkr_symbol_partitions, pool=POOL, group_name=GROUP, kinds=kinds,
+                  check_specs=[check], description=stage.description)
+        def contracts_asset(context: dg.AssetExecutionContext, config: ContractsConfig,
+                            ib_gateway: IBGatewayResource, ibkr_storage: IBKRStorageResource) -> dg.MaterializeResult:
+            entry = _entry(context, ibkr_storage)  # an invalid key fails before anything is created
+            settings = ibkr_settings(ib_gateway, ibkr_storage)
+            options = RunOptions(run_id=context.run.run_id, end=_end(config.end), force=config.force)
+            run = StageRun(stage, settings.gateway, settings.paths, options, discovery=settings.discovery,
+                           thresholds=settings.thresholds)
+            return _result(context, run.run([entry]), name)
+
+        return contracts_asset
+
+    default = stage.spec
+
+    @dg.asset(name=name, partitions_def=ibkr_symbol_partitions, pool=POOL, group_name=GROUP, kinds=kinds,
+              deps=deps, check_specs=[check], description=stage.description)
+    def bars_asset(context: dg.AssetExecutionContext, config: BarsConfig,
+                   ib_gateway: IBGatewayResource, ibkr_storage: IBKRStorageResource) -> dg.MaterializeResult:
+        entry = _entry(context, ibkr_storage)  # an invalid key fails before anything is created
+        settings = ibkr_settings(ib_gateway, ibkr_storage)
+        spec = BarSpec(config.bar_size or default.bar_size, config.duration or default.duration,
+                       config.what_to_show or default.what, config.use_rth)
+        options = RunOptions(run_id=context.run.run_id, end=_end(config.end), force=config.force,
+                             incremental=config.incremental, overlap=timedelta(days=config.overlap_days))
+        run = StageRun(stage, settings.gateway, settings.paths, options, spec,
+                       SubsetSpec(config.expiries, config.strikes_per_right), settings.discovery,
+                       settings.thresholds)
+        return _result(context, run.run([entry]), name)
+
+    return bars_asset
 
 
-@dg.asset(partitions_def=ibkr_symbol_partitions, pool=POOL, group_name=GROUP, kinds={"ibkr", "parquet"},
-          deps=[ibkr_contracts])
-def ibkr_hours_bars(
-    context: dg.AssetExecutionContext,
-    config: HoursConfig,
-    ib_gateway: IBGatewayResource,
-    ibkr_storage: IBKRStorageResource,
-) -> dg.MaterializeResult:
-    """8-hour TRADES bars over 6 months (useRTH) of every unexpired contract in the symbol's latest cache."""
-    spec = BarSpec(config.bar_size, config.duration, config.what_to_show, config.use_rth)
-    options = _options(context, config.force, config.end, incremental=config.incremental,
-                       overlap=timedelta(days=config.overlap_days))
-    report = run_bars("hours", [_entry(context, ibkr_storage)], ib_gateway.settings(), ibkr_storage.paths(),
-                      options, spec)
-    return _result(context, report)
-
-
-@dg.asset(partitions_def=ibkr_symbol_partitions, pool=POOL, group_name=GROUP, kinds={"ibkr", "parquet"},
-          deps=[ibkr_contracts])
-def ibkr_minutes_bars(
-    context: dg.AssetExecutionContext,
-    config: MinutesConfig,
-    ib_gateway: IBGatewayResource,
-    ibkr_storage: IBKRStorageResource,
-) -> dg.MaterializeResult:
-    """30-minute TRADES bars over 1 month of the near-the-money subset (first E expiries, K strikes
-    per right nearest the underlying's latest close)."""
-    spec = BarSpec(config.bar_size, config.duration, config.what_to_show, config.use_rth)
-    options = _options(context, config.force, config.end, incremental=config.incremental,
-                       overlap=timedelta(days=config.overlap_days))
-    report = run_bars("minutes", [_entry(context, ibkr_storage)], ib_gateway.settings(), ibkr_storage.paths(),
-                      options, spec, SubsetSpec(config.expiries, config.strikes_per_right))
-    return _result(context, report)
+STAGE_ASSETS: dict[str, dg.AssetsDefinition] = {s.name: build_stage_asset(s) for s in STAGE_TABLE}
+ibkr_contracts = STAGE_ASSETS["contracts"]
+ibkr_hours_bars = STAGE_ASSETS["hours"]
+ibkr_minutes_bars = STAGE_ASSETS["minutes"]

@@ -1,80 +1,83 @@
-"""IBKR resources: gateway session settings and storage locations, defaulted from the environment at run time."""
+"""IBKR resources: every setting of ibkr_settings.SETTINGS as a config field; unset fields fall back to the
+environment variable, then the documented default, when a run starts (never at import)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from ghtrader_assets.ibkr_stages import StoragePaths
-from ghtrader_assets.io.ib_gateway import MAX_OPEN_HISTORICAL, GatewaySettings
+from ghtrader_assets.ibkr_settings import BY_NAME, IBKRSettings, StoragePaths, resolve
+from ghtrader_assets.io.ib_gateway import GatewaySettings
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+def _field(name: str) -> Any:
+    return Field(default=None, description=BY_NAME[name].describe())
 
 
-class IBGatewayResource(dg.ConfigurableResource):
-    """IB Gateway connection and pacing. host/port/client_id left unset are read when a run starts
-    from IB_HOST (127.0.0.1), IB_PORT (4002), IB_CLIENT_ID (17). No account ids or secrets are logged."""
+class _SettingsResource(dg.ConfigurableResource):
+    def values(self) -> dict[str, Any]:
+        """The fields set in config (None: not set)."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
 
-    host: str | None = None
-    port: int | None = None
-    client_id: int | None = None
-    connect_timeout_s: float = 10.0
-    request_timeout_s: float = 60.0
-    max_in_flight: int = Field(default=40, ge=1, le=MAX_OPEN_HISTORICAL)
-    rate_per_s: float = Field(default=10.0, gt=0)
-    burst: int = 1
-    pacing_retries: int = 6
-    pacing_backoff_s: float = 2.0
-    reconnect_attempts: int = 8
-    reconnect_backoff_s: float = 1.0
-    request_attempts: int = 4
-    client_msg_rate: int = 45
-    qualify_batch_size: int = 50
+
+class IBGatewayResource(_SettingsResource):
+    """IB Gateway connection, pacing and the discovery bounds (what is asked of the gateway).
+    No account ids or secrets are logged."""
+
+    host: str | None = _field("host")
+    port: int | None = _field("port")
+    client_id: int | None = _field("client_id")
+    connect_timeout_s: float | None = _field("connect_timeout_s")
+    unreachable_timeout_s: float | None = _field("unreachable_timeout_s")
+    reconnect_attempts: int | None = _field("reconnect_attempts")
+    reconnect_backoff_s: float | None = _field("reconnect_backoff_s")
+    request_timeout_s: float | None = _field("request_timeout_s")
+    request_attempts: int | None = _field("request_attempts")
+    max_in_flight: int | None = _field("max_in_flight")
+    rate_per_s: float | None = _field("rate_per_s")
+    burst: int | None = _field("burst")
+    pacing_retries: int | None = _field("pacing_retries")
+    pacing_backoff_s: float | None = _field("pacing_backoff_s")
+    client_msg_rate: int | None = _field("client_msg_rate")
+    qualify_batch_size: int | None = _field("qualify_batch_size")
+    moneyness: float | None = _field("moneyness")
+    horizon_months: int | None = _field("horizon_months")
+    expiry_types: str | None = _field("expiry_types")
+    weekly_days: int | None = _field("weekly_days")
+    max_strikes: int | None = _field("max_strikes")
+    trading_class: str | None = _field("trading_class")
 
     def settings(self) -> GatewaySettings:
-        """Validated client settings (environment defaults resolved now, not at import)."""
-        return GatewaySettings(
-            host=self.host or _env("IB_HOST", "127.0.0.1"),
-            port=self.port or int(_env("IB_PORT", "4002")),
-            client_id=self.client_id if self.client_id is not None else int(_env("IB_CLIENT_ID", "17")),
-            connect_timeout_s=self.connect_timeout_s,
-            request_timeout_s=self.request_timeout_s,
-            max_in_flight=self.max_in_flight,
-            rate_per_s=self.rate_per_s,
-            burst=self.burst,
-            pacing_retries=self.pacing_retries,
-            pacing_backoff_s=self.pacing_backoff_s,
-            reconnect_attempts=self.reconnect_attempts,
-            reconnect_backoff_s=self.reconnect_backoff_s,
-            request_attempts=self.request_attempts,
-            client_msg_rate=self.client_msg_rate,
-            qualify_batch_size=self.qualify_batch_size,
-        )
+        """Validated client settings (environment read now, not at import)."""
+        return resolve(self.values()).gateway
 
 
-class IBKRStorageResource(dg.ConfigurableResource):
-    """Where the IBKR stages read and write. Unset fields come from GHTRADER_IB_DATA_ROOT
-    (data_test/raw/ib), GHTRADER_IB_SCOPE (weekend), GHTRADER_STATE_DIR (state) and
-    GHTRADER_IB_UNIVERSE (universe CSV; no default)."""
+class IBKRStorageResource(_SettingsResource):
+    """Where the IBKR stages read and write, and the outcome thresholds that fail a partition."""
 
-    data_root: str | None = None
-    scope: str | None = None
-    state_dir: str | None = None
-    universe_path: str | None = None
+    data_root: str | None = _field("data_root")
+    scope: str | None = _field("scope")
+    state_dir: str | None = _field("state_dir")
+    universe_path: str | None = Field(default=None, description=BY_NAME["universe"].describe())
+    discovery_workers: int | None = _field("discovery_workers")
+    max_err_share: float | None = _field("max_err_share")
+    max_empty_share: float | None = _field("max_empty_share")
+
+    def values(self) -> dict[str, Any]:
+        values = super().values()
+        values["universe"] = values.pop("universe_path")
+        return values
 
     def paths(self) -> StoragePaths:
-        return StoragePaths(
-            data_root=Path(self.data_root or _env("GHTRADER_IB_DATA_ROOT", "data_test/raw/ib")),
-            scope=self.scope or _env("GHTRADER_IB_SCOPE", "weekend"),
-            state_dir=Path(self.state_dir or _env("GHTRADER_STATE_DIR", "state")),
-        )
+        return resolve(self.values()).paths
 
     def universe(self) -> Path | None:
-        value = self.universe_path or _env("GHTRADER_IB_UNIVERSE", "")
-        return Path(value) if value else None
+        return self.paths().universe
+
+
+def ibkr_settings(gateway: IBGatewayResource, storage: IBKRStorageResource) -> IBKRSettings:
+    """Every setting of a run from the two resources (config, else environment, else default)."""
+    return resolve({**gateway.values(), **storage.values()})

@@ -3,10 +3,9 @@
 import dagster as dg
 
 from ghtrader_assets.defs.ibkr.partitions import ibkr_symbol_partitions
+from ghtrader_assets.domain.stage_table import STAGE_TABLE
 
-WEEKEND_JOB = dg.define_asset_job(
-    "ibkr_weekend_backfill", selection=["ibkr_contracts", "ibkr_hours_bars", "ibkr_minutes_bars"]
-)
+WEEKEND_JOB = dg.define_asset_job("ibkr_weekend_backfill", selection=[s.asset_name for s in STAGE_TABLE])
 
 
 @dg.schedule(

@@ -24,6 +24,8 @@ class GatewayConfig:
     illiquid_fraction: float = 0.1  # share of far-OTM options per (expiry, right) that never trade
     weekly_expiries: int = 6  # weeklies are listed this many weeks ahead
     monthly_expiries: int = 9  # monthlies (third Fridays) are listed this many months ahead
+    strike_step: float | None = None  # listed strike spacing; None: by price level (0.5 .. 10)
+    strike_width: float | None = None  # strikes listed within close x (1 +/- width); None: 0.25 monthly, 0.12 weekly
     # latency and pacing
     latency_s: float = 0.0  # delay before answering contract, chain and history requests
     max_open: int = 50  # simultaneous open historical requests

@@ -158,8 +158,8 @@ class SimUniverse:
             # strikes are added as the underlying moves: cover every close from listing until today or expiry
             lo, hi = bisect_right(self._days, listed) - 1, bisect_right(self._days, min(today, expiry))
             closes = self._closes(symbol)[max(lo, 0):max(hi, lo + 1, 1)]
-            inc = strike_increment(float(closes[0]))
-            width = 0.25 if monthly else 0.12
+            inc = self.config.strike_step or strike_increment(float(closes[0]))
+            width = self.config.strike_width or (0.25 if monthly else 0.12)
             strikes = [k * inc for k in range(math.ceil(float(closes.min()) * (1 - width) / inc),
                                               math.floor(float(closes.max()) * (1 + width) / inc) + 1)]
             exp = expiry.strftime("%Y%m%d")

@@ -1,0 +1,157 @@
+"""Latest status per contract: a small per-(stage, symbol) state folded from summary records, rewritten atomically.
+
+Layout: `state_dir/latest/<stage>/<SYMBOL>.json` =
+`{"symbol": str, "stage": str, "symbol_error": Entry | null, "contracts": {"<conid>": Entry}}` with
+Entry = `{"status", "window", "run_id", "at" (UTC ISO), "error"}`. The JSONL summaries stay the
+audit log; this file is what resume, rerun and the counts read, so their cost follows the symbol
+being run, not the history on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ghtrader_assets.domain.run_summary import Status, SummaryRecord
+
+_CONTRACT_PURPOSES = frozenset({"bars", "discovery"})
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The latest non-skipped outcome of one contract (or of the symbol itself)."""
+
+    status: Status
+    window: str
+    run_id: str
+    at: str
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": str(self.status), "window": self.window, "run_id": self.run_id, "at": self.at,
+                "error": self.error}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Entry:
+        return cls(Status(data["status"]), data.get("window", ""), data.get("run_id", ""), data.get("at", ""),
+                   data.get("error"))
+
+    @classmethod
+    def of(cls, record: SummaryRecord) -> Entry:
+        message = (record.error_message or "")[:300] or None  # the summary keeps the full text
+        return cls(record.status, record.window, record.run_id, record.recorded_at.isoformat(), message)
+
+
+@dataclass
+class SymbolStatus:
+    """Latest status of one symbol in one stage. `symbol_error`: a symbol-level ERR (missing cache,
+    gateway unreachable, failed discovery) not yet followed by any later outcome of the symbol."""
+
+    symbol: str
+    stage: str
+    symbol_error: Entry | None = None
+    contracts: dict[int, Entry] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "stage": self.stage,
+                "symbol_error": self.symbol_error.to_json() if self.symbol_error else None,
+                "contracts": {str(k): v.to_json() for k, v in sorted(self.contracts.items())}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SymbolStatus:
+        error = data.get("symbol_error")
+        return cls(data["symbol"], data["stage"], Entry.from_json(error) if error else None,
+                   {int(k): Entry.from_json(v) for k, v in (data.get("contracts") or {}).items()})
+
+    def ok_conids(self, window: str) -> set[int]:
+        """Contracts whose latest outcome is OK under `window`: the resume skip set."""
+        return {c for c, e in self.contracts.items() if e.status is Status.OK and e.window == window}
+
+    def failing(self, statuses: Iterable[Status]) -> tuple[bool, set[int]]:
+        """(whole symbol to rerun, conids to rerun) for latest outcomes in `statuses`."""
+        wanted = set(statuses)
+        whole = self.symbol_error is not None and self.symbol_error.status in wanted
+        return whole, {c for c, e in self.contracts.items() if e.status in wanted}
+
+    def counts(self, window: str | None = None) -> dict[str, int]:
+        """Latest status counts over the contracts (of `window` when given; every status present)."""
+        out = {str(s): 0 for s in Status}
+        for entry in self.contracts.values():
+            if window is None or entry.window == window:
+                out[str(entry.status)] += 1
+        return out
+
+
+def apply(state: SymbolStatus, record: SummaryRecord) -> bool:
+    """Fold one record into `state`; True when it changed. SKIPPED and reference records change
+    nothing; a symbol-level ERR is kept until any later outcome of the symbol clears it; a contract's
+    latest outcome replaces its earlier one (a later OK clears an ERR)."""
+    if record.status is Status.SKIPPED or record.purpose == "reference":
+        return False
+    if record.purpose == "symbol" or (record.purpose == "discovery" and record.status is Status.ERR):
+        state.symbol_error = Entry.of(record)
+        return True
+    if record.purpose in _CONTRACT_PURPOSES:
+        state.symbol_error = None
+        if record.conid is not None:
+            state.contracts[record.conid] = Entry.of(record)
+        return True
+    return False
+
+
+def fold(symbol: str, stage: str, records: Iterable[SummaryRecord]) -> SymbolStatus:
+    """The state after `records` (in recorded order) of one symbol and stage."""
+    state = SymbolStatus(symbol, stage)
+    for record in sorted(records, key=lambda r: r.recorded_at):
+        if record.symbol == symbol and record.stage == stage:
+            apply(state, record)
+    return state
+
+
+def status_dir(state_dir: Path, stage: str) -> Path:
+    """`state_dir/latest/<stage>`."""
+    return state_dir / "latest" / stage
+
+
+def status_path(state_dir: Path, stage: str, symbol: str) -> Path:
+    """`state_dir/latest/<stage>/<SYMBOL>.json`."""
+    return status_dir(state_dir, stage) / f"{symbol.upper()}.json"
+
+
+def read_status(state_dir: Path, stage: str, symbol: str) -> SymbolStatus:
+    """The stored state, empty when there is none; an unreadable file counts as empty (the JSONL
+    audit log can rebuild it: see `rebuild`)."""
+    path = status_path(state_dir, stage, symbol)
+    try:
+        return SymbolStatus.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError, TypeError):
+        return SymbolStatus(symbol.upper(), stage)
+
+
+def write_status(state_dir: Path, state: SymbolStatus) -> Path:
+    """Replace the state file atomically (temp file in the same directory, then rename)."""
+    path = status_path(state_dir, state.stage, state.symbol)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state.to_json(), separators=(",", ":")), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def stored_symbols(state_dir: Path, stage: str) -> list[str]:
+    """Symbols with a state file in `stage`, sorted."""
+    directory = status_dir(state_dir, stage)
+    return sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
+
+
+def rebuild(state_dir: Path, stage: str, records: Iterable[SummaryRecord]) -> list[Path]:
+    """Rewrite every symbol's state of `stage` from summary records (e.g. after deleting `latest/`)."""
+    by_symbol: dict[str, list[SummaryRecord]] = {}
+    for record in records:
+        if record.stage == stage:
+            by_symbol.setdefault(record.symbol, []).append(record)
+    return [write_status(state_dir, fold(symbol, stage, recs)) for symbol, recs in sorted(by_symbol.items())]

@@ -1,0 +1,152 @@
+"""The IBKR family's settings: one table of names, environment variables, CLI flags and help; defaults live in the
+section dataclasses only. Read by the Dagster resources, the CLI and the demo, always at run time."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
+from ghtrader_assets.domain.outcome_check import OutcomeThresholds
+from ghtrader_assets.io.ib_gateway import GatewaySettings
+
+
+@dataclass(frozen=True)
+class StoragePaths:
+    """Where bars, caches and summaries live. Bars: `data_root/historical_bars_<scope>/...`;
+    caches: `state_dir/contracts_cache/`; summaries: `state_dir/run_logs/<stage>/`; latest status:
+    `state_dir/latest/<stage>/<SYMBOL>.json`."""
+
+    data_root: Path = Path("data_test/raw/ib")
+    scope: str = "weekend"
+    state_dir: Path = Path("state")
+    universe: Path | None = None
+    discovery_workers: int = 4  # symbols discovered at once; each qualifies its own batches
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.state_dir / "contracts_cache"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: field `name` of dataclass `section`, its environment variable and CLI flag."""
+
+    name: str
+    section: type
+    env: str
+    flag: str
+    help: str
+
+    @property
+    def default(self) -> Any:
+        found = {f.name: f for f in dataclasses.fields(self.section)}[self.name]
+        return found.default if found.default is not dataclasses.MISSING else found.default_factory()  # type: ignore[misc]
+
+    def describe(self) -> str:
+        """Help text naming the environment variable and the default."""
+        default = self.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        return f"{self.help} (env {self.env}; default {shown!r})"
+
+
+G, D, S, T = GatewaySettings, DiscoveryBounds, StoragePaths, OutcomeThresholds
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", G, "IB_HOST", "--host", "gateway host"),
+    Setting("port", G, "IB_PORT", "--port", "gateway API port (paper 4002)"),
+    Setting("client_id", G, "IB_CLIENT_ID", "--client-id", "API client id"),
+    Setting("connect_timeout_s", G, "GHTRADER_IB_CONNECT_TIMEOUT", "--connect-timeout", "seconds per connect attempt"),
+    Setting("unreachable_timeout_s", G, "GHTRADER_IB_UNREACHABLE_TIMEOUT", "--unreachable-timeout",
+            "seconds of (re)connect attempts before the gateway counts as unreachable"),
+    Setting("reconnect_attempts", G, "GHTRADER_IB_RECONNECT_ATTEMPTS", "--reconnect-attempts", "connect attempts"),
+    Setting("reconnect_backoff_s", G, "GHTRADER_IB_RECONNECT_BACKOFF", "--reconnect-backoff",
+            "first pause between connect attempts, s (doubles)"),
+    Setting("request_timeout_s", G, "GHTRADER_IB_REQUEST_TIMEOUT", "--request-timeout", "seconds per request"),
+    Setting("request_attempts", G, "GHTRADER_IB_REQUEST_ATTEMPTS", "--request-attempts",
+            "issues of one request across gateway drops"),
+    Setting("max_in_flight", G, "GHTRADER_IB_MAX_IN_FLIGHT", "--max-in-flight", "open historical requests, 1..50"),
+    Setting("rate_per_s", G, "GHTRADER_IB_RATE", "--rate", "historical requests per second"),
+    Setting("burst", G, "GHTRADER_IB_BURST", "--burst", "token bucket size of the request rate"),
+    Setting("pacing_retries", G, "GHTRADER_IB_PACING_RETRIES", "--pacing-retries",
+            "retries of one request after pacing violations"),
+    Setting("pacing_backoff_s", G, "GHTRADER_IB_PACING_BACKOFF", "--pacing-backoff",
+            "first shared pacing pause, s (doubles up to 60 s)"),
+    Setting("client_msg_rate", G, "GHTRADER_IB_MSG_RATE", "--msg-rate",
+            "ib_insync messages/s throttle, bounds discovery's qualify calls (0 = off, simulator only)"),
+    Setting("qualify_batch_size", G, "GHTRADER_IB_QUALIFY_BATCH", "--qualify-batch", "contracts per qualify call"),
+    Setting("moneyness", D, "GHTRADER_IB_MONEYNESS", "--moneyness",
+            "discovery band: strikes within close x (1 +/- moneyness)"),
+    Setting("horizon_months", D, "GHTRADER_IB_HORIZON_MONTHS", "--horizon-months",
+            "discovery: expiries up to this many months ahead"),
+    Setting("expiry_types", D, "GHTRADER_IB_EXPIRY_TYPES", "--expiry-types",
+            "discovery: comma list of weekly, monthly, quarterly"),
+    Setting("weekly_days", D, "GHTRADER_IB_WEEKLY_DAYS", "--weekly-days", "discovery: weeklies only within N days"),
+    Setting("max_strikes", D, "GHTRADER_IB_MAX_STRIKES", "--max-strikes",
+            "discovery: strikes per (expiry, right), nearest the close"),
+    Setting("trading_class", D, "GHTRADER_IB_TRADING_CLASS", "--trading-class",
+            "discovery chain: symbol (own class, else richest), richest, or all"),
+    Setting("data_root", S, "GHTRADER_IB_DATA_ROOT", "--data-root", "Parquet root"),
+    Setting("scope", S, "GHTRADER_IB_SCOPE", "--scope", "historical_bars_<scope>"),
+    Setting("state_dir", S, "GHTRADER_STATE_DIR", "--state-dir", "caches, summaries and latest status"),
+    Setting("universe", S, "GHTRADER_IB_UNIVERSE", "--universe", "universe CSV (symbol,conid)"),
+    Setting("discovery_workers", S, "GHTRADER_IB_DISCOVERY_WORKERS", "--discovery-workers",
+            "symbols discovered at once"),
+    Setting("max_err_share", T, "GHTRADER_IB_MAX_ERR_SHARE", "--max-err-share",
+            "a symbol fails when more than this share of its contracts ends ERR"),
+    Setting("max_empty_share", T, "GHTRADER_IB_MAX_EMPTY_SHARE", "--max-empty-share",
+            "a symbol fails when more than this share of its contracts ends EMPTY"),
+)
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class IBKRSettings:
+    """Every IBKR setting, resolved."""
+
+    gateway: GatewaySettings
+    discovery: DiscoveryBounds
+    paths: StoragePaths
+    thresholds: OutcomeThresholds
+
+
+def _parse(setting: Setting, raw: Any) -> Any:
+    """A value from the environment, CLI or resource config, converted to the default's type."""
+    field_type = {f.name: f.type for f in dataclasses.fields(setting.section)}[setting.name]
+    kind = str(field_type)
+    if isinstance(raw, str):
+        raw = raw.strip()
+    if "Path" in kind:
+        return Path(raw) if raw not in ("", None) else None
+    if "tuple" in kind:
+        return tuple(p.strip() for p in raw.split(",") if p.strip()) if isinstance(raw, str) else tuple(raw)
+    if kind in ("bool",):
+        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    return str(raw)
+
+
+def resolve(values: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> IBKRSettings:
+    """Settings from explicit `values` (None or absent: not given), else the environment variable
+    (blank: not given), else the section default. Raises ValueError naming a bad value."""
+    values = values or {}
+    environ = os.environ if environ is None else environ
+    chosen: dict[type, dict[str, Any]] = {G: {}, D: {}, S: {}, T: {}}
+    for setting in SETTINGS:
+        raw = values.get(setting.name)
+        source = "config"
+        if raw is None and environ.get(setting.env, "").strip():
+            raw, source = environ[setting.env], setting.env
+        if raw is None:
+            continue
+        try:
+            chosen[setting.section][setting.name] = _parse(setting, raw)
+        except ValueError as exc:
+            raise ValueError(f"{setting.name} ({source}): invalid value {raw!r}: {exc}") from exc
+    return IBKRSettings(G(**chosen[G]), D(**chosen[D]), S(**chosen[S]), T(**chosen[T]))
