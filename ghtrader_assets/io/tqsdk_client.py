@@ -93,7 +93,8 @@ class TqSdkClient:
         if not self.settings.drop_tqsdk_cache:
             return  # the user keeps TqSdk's shared cache (~/.tqsdk) on purpose
         if self._cache_dir is None:
-            self._cache_dir = tempfile.mkdtemp(prefix="ghtrader-tqsdk-")
+            _remove_orphan_caches()
+            self._cache_dir = tempfile.mkdtemp(prefix=f"ghtrader-tqsdk-{os.getpid()}-")
         data_series.CACHE_DIR = self._cache_dir
 
     def close(self) -> None:
@@ -302,6 +303,20 @@ def _download_ticks(api: Any, contract: str, day: date, timeout_s: float) -> Any
 def _quote_time_ns(text: str) -> int:
     """Quote datetimes are Beijing wall-clock strings like '2024-01-15 21:00:00.000000'."""
     return int(datetime.strptime(text[:26], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=CST).timestamp() * 10**6) * 1000
+
+
+def _remove_orphan_caches() -> None:
+    """Remove the cache directories of clients whose process is gone (a killed run cannot clean up)."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "ghtrader-tqsdk-*-*")):
+        pid = os.path.basename(path).split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 def _drop_tqsdk_tick_cache(symbol: str, duration_ns: int = 0) -> None:
