@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -32,7 +35,6 @@ from ghtrader_assets.domain.tick_cleaning import CleaningReport, clean_ticks
 from ghtrader_assets.domain.ticks import with_row_hash, with_seq
 from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBClient
-from ghtrader_assets.io.questdb_schema import RAW_TICKS
 from ghtrader_assets.io.tqsdk_client import TqSdkClient, continuous_table, continuous_table_varieties
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,6 @@ class ScheduleResult:
     rows: list[ScheduleRow]
     new_days: int
     source: str
-    disagreements: list[tuple[date, str | None, str | None]] = field(default_factory=list)
     revisions: list[Revision] = field(default_factory=list)  # applied: settled days now assigned differently
     pending: list[Revision] = field(default_factory=list)  # not applied: older than the confirmation age
     changed_days: list[date] = field(default_factory=list)  # stored days whose contract/segment changed
@@ -226,112 +227,267 @@ def compare_with_continuous_table(variety: str, rows: list[ScheduleRow]) -> list
     return disagreements({r.trading_day: r.main_contract for r in rows}, table)
 
 
-# -- one (variety, trading day) ---------------------------------------------------------------------------
-@dataclass
-class DayResult:
+# -- a range of (variety, trading day)s, pipelined -----------------------------------------------------------
+@dataclass(frozen=True)
+class ChainSteps:
+    """Which of the per-day assets a run materializes."""
+
+    raw: bool = True  # underlying_ticks: download and store the scheduled contract's day
+    main_l5: bool = True  # copy it into the continuous series inside QuestDB
+    index: bool = True  # write and check the day index
+
+
+@dataclass(frozen=True)
+class NoData:
+    """A provider-empty day: asked again at `next_retry` (status retrying) or given up (permanent)."""
+
+    status: str
+    attempts: int
+    next_retry: datetime | None
+
+
+@dataclass(frozen=True)
+class DayOutcome:
+    """What the chain did for one (variety, trading day). Stats are dicts of the day index columns
+    (rows_total, first/last_datetime_ns, l5_present, row_hash_*), counted by QuestDB from the stored rows."""
+
     variety: str
     day: date
-    contract: str
-    segment_id: int
-    final: bool
+    contract: str = ""
+    segment_id: int = -1
+    final: bool = False
     raw: dict | None = None
     main_l5: dict | None = None
     index: dict | None = None
     cleaning: CleaningReport | None = None
-    no_data: bool = False
-    no_data_status: str = ""  # retrying (provider empty, asked again at next_retry) | permanent
-    no_data_attempts: int = 0
-    next_retry: datetime | None = None
+    no_data: NoData | None = None
+    error: str = ""  # set when the day failed; the others of the range go on
+
+    @property
+    def rows(self) -> int | None:
+        stats = self.index or self.main_l5 or self.raw
+        return None if stats is None else int(stats["rows_total"])
 
 
-def fetch_underlying_day(
-    tq: TqSdkClient,
+@dataclass(frozen=True)
+class PipelineLimits:
+    prefetch_days: int = 4  # downloaded days waiting to be stored, at most (memory stays flat)
+    batch_days: int = 8  # days stored together: one write and one WAL barrier per table per batch
+
+
+def run_days(
+    tq_session: Callable[[], TqSdkClient],
     qdb: QuestDBClient,
     calendar: TradingCalendar,
-    sessions: Sessions | SessionHistory,
-    row: ScheduleRow,
-    variety: str,
-    day: date,
-    result: DayResult,
-    open_no_data: set[tuple[str, date]],
+    days: Sequence[tuple[str, date]],
+    steps: ChainSteps,
+    sessions: Callable[[str], Sessions | SessionHistory],
     now: datetime | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
-) -> None:
-    """Download the scheduled contract's ticks of `day` (start = end = day) and store exactly them.
-    `open_no_data` holds the unresolved no-data records (see store.open_no_data_days); kept up to date.
-    An empty answer is recorded with its attempt count and the time to ask again (see domain.no_data)."""
-    contract = row.main_contract
-    bounds = calendar.bounds_ns(day)
-    frame, report = clean_ticks(tq.ticks(contract, day), calendar, sessions, day)
-    result.cleaning = report
-    if report.changed:
-        log.warning("%s %s: cleaning rule changed the provider frame: %s", contract, day, report.as_metadata())
-    if frame.height == 0:
-        reason = "provider returned no ticks" if result.final else "provider returned no ticks (day unfinished)"
-        attempts = (store.no_data_attempts(qdb, contract, day, "raw") if (contract, day) in open_no_data else 0) + 1
-        asked_at = now or datetime.now(CST)
-        retry_at = next_retry(asked_at, attempts, max_retries)
-        status = "retrying" if retry_at else "permanent"
-        if retry_at is None:
-            reason = permanent_reason(attempts, reason)
-        store.write_no_data(qdb, contract, day, "raw", reason, resolved=False, attempts=attempts,
-                            next_retry=retry_at, status=status)
-        open_no_data.add((contract, day))
-        result.no_data = True
-        result.no_data_status, result.no_data_attempts, result.next_retry = status, attempts, retry_at
-        result.raw = {"rows_total": 0}
-        return
-    frame = with_seq(with_row_hash(frame)).with_columns(
-        pl.from_epoch("datetime_ns", time_unit="ns").alias("ts"),
-        pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day"),
-    )
-    store.replace_raw_day(qdb, contract, day, bounds, frame.select(store.RAW_FRAME_COLUMNS))
-    if (contract, day) in open_no_data:
+    limits: PipelineLimits = PipelineLimits(),
+) -> Iterator[DayOutcome]:
+    """Yield one outcome per (variety, day), in order. With `steps.raw`, one thread of its own opens the
+    TqSdk session (`tq_session()`) and downloads the scheduled contracts' days ahead of the store, at most
+    `limits.prefetch_days` ahead; the calling thread cleans and stores whatever has arrived as one batch.
+    A day that fails yields an outcome with `error`; a QuestDB failure fails the days of its batch."""
+    now_ = now or datetime.now(CST)
+    schedules: dict[str, dict[date, ScheduleRow]] = {}
+    planned: list[tuple[str, date, ScheduleRow | None]] = []
+    for variety, day in days:
+        if variety not in schedules:
+            schedules[variety] = {r.trading_day: r for r in store.read_schedule(qdb, variety)}
+        planned.append((variety, day, schedules[variety].get(day)))
+    open_no_data = store.open_no_data_days(qdb)
+    downloads = [(row.main_contract, day) for _, day, row in planned if row is not None] if steps.raw else []
+    fetcher = _Downloader(tq_session, downloads, limits.prefetch_days) if downloads else None
+    try:
+        i = 0
+        while i < len(planned):
+            batch: list[tuple[str, date, ScheduleRow, pl.DataFrame | None | BaseException]] = []
+            while i < len(planned) and len(batch) < limits.batch_days:
+                variety, day, row = planned[i]
+                if row is None:
+                    if batch:
+                        break  # keep order: the batch before it is stored first
+                    i += 1
+                    yield DayOutcome(variety, day, error=f"ChainError: no main schedule for {variety} on {day}: "
+                                                         "materialize main_schedule for it first")
+                    continue
+                answer = None
+                if fetcher is not None:
+                    answer = fetcher.next(block=not batch)
+                    if answer is _NOT_YET:
+                        break
+                batch.append((variety, day, row, answer))
+                i += 1
+            if batch:
+                yield from _store_batch(qdb, calendar, batch, steps, sessions, open_no_data, now_, max_retries)
+    finally:
+        if fetcher is not None:
+            fetcher.stop()
+
+
+_NOT_YET = object()
+_END = object()
+
+
+class _Downloader:
+    """Downloads (contract, day)s in order on one TqSdk session, in one thread of its own (TqApi is not
+    thread-safe): the session is opened, used and closed there. Answers wait in a bounded queue."""
+
+    def __init__(self, tq_session: Callable[[], TqSdkClient], jobs: list[tuple[str, date]], ahead: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(tq_session, jobs), name="tqsdk-download", daemon=True)
+        self._thread.start()
+
+    def _run(self, tq_session: Callable[[], TqSdkClient], jobs: list[tuple[str, date]]) -> None:
+        tq = tq_session()
+        try:
+            for contract, day in jobs:
+                if self._stopping.is_set():
+                    return
+                try:
+                    answer: pl.DataFrame | BaseException = tq.ticks(contract, day)
+                except Exception as exc:  # noqa: BLE001 - reported as that day's outcome
+                    answer = exc
+                if not self._put(answer):
+                    return
+        finally:
+            tq.close()  # in this thread, where the session was used
+            self._put(_END)
+
+    def _put(self, item: object) -> bool:
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self, block: bool) -> object:
+        """The next day's answer (a frame or the exception it raised); _NOT_YET if not downloaded yet."""
+        try:
+            item = self._queue.get(block=block)
+        except queue.Empty:
+            return _NOT_YET
+        if item is _END:
+            raise ChainError("the download thread ended early")
+        return item
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=60)
+
+
+def _store_batch(qdb, calendar, batch, steps: ChainSteps, sessions, open_no_data, now: datetime, max_retries: int):
+    writes: list[store.DayWrite] = []
+    partial: dict[tuple[str, date], dict] = {}
+    for variety, day, row, answer in batch:
+        key = (variety, day)
+        base = {"contract": row.main_contract, "segment_id": row.segment_id, "final": is_final(calendar, day, now)}
+        frame = None
+        if isinstance(answer, BaseException):
+            partial[key] = {**base, "error": f"{type(answer).__name__}: {answer}"}
+            continue
+        if isinstance(answer, pl.DataFrame):
+            try:
+                frame, report = clean_ticks(answer, calendar, sessions(variety), day)
+            except Exception as exc:  # noqa: BLE001
+                partial[key] = {**base, "error": f"{type(exc).__name__}: {exc}"}
+                continue
+            base["cleaning"] = report
+            if report.changed:
+                log.warning("%s %s: cleaning rule changed the provider frame: %s", row.main_contract, day, report.as_metadata())
+            if frame.height:
+                frame = with_seq(with_row_hash(frame)).with_columns(
+                    pl.from_epoch("datetime_ns", time_unit="ns").alias("ts"),
+                    pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day"),
+                ).select(store.RAW_FRAME_COLUMNS)
+        partial[key] = base
+        writes.append(store.DayWrite(variety, day, calendar.bounds_ns(day), row, frame))
+    try:
+        stored = store.store_days(qdb, writes, main_l5=steps.main_l5) if writes else {}
+        if steps.index and not steps.main_l5:
+            for variety in {w.variety for w in writes}:
+                mine = {w.day: w.bounds for w in writes if w.variety == variety}
+                for day, stats in store.stats_by_day(qdb, "main_l5", main_symbol(variety), mine).items():
+                    stored[(variety, day)] = store.DayStored(stored[(variety, day)].raw, stats, stored[(variety, day)].error)
+        outcomes = {w_key: _day_outcome(qdb, w, partial[w_key], stored[w_key], steps, open_no_data, now, max_retries)
+                    for w in writes for w_key in [(w.variety, w.day)]}
+        if steps.index:
+            store.write_index_days(qdb, [(w, outcomes[(w.variety, w.day)].raw, outcomes[(w.variety, w.day)].index)
+                                         for w in writes if not outcomes[(w.variety, w.day)].error])
+    except Exception as exc:  # noqa: BLE001 - e.g. QuestDB went away: every day of this batch failed
+        error = f"{type(exc).__name__}: {exc}"
+        outcomes = {(w.variety, w.day): DayOutcome(w.variety, w.day, **{**partial[(w.variety, w.day)], "error": error})
+                    for w in writes}
+    for variety, day, _, _ in batch:
+        key = (variety, day)
+        yield outcomes[key] if key in outcomes else DayOutcome(variety, day, **partial[key])
+
+
+def _day_outcome(qdb, w: store.DayWrite, base: dict, stored: store.DayStored, steps: ChainSteps,
+                 open_no_data: set, now: datetime, max_retries: int) -> DayOutcome:
+    contract, day, symbol = w.row.main_contract, w.day, main_symbol(w.variety)
+    fetched = w.frame is not None and w.frame.height > 0
+    no_data = None
+    if steps.raw and not fetched:
+        no_data = _record_no_data(qdb, contract, day, base["final"], open_no_data, now, max_retries)
+    elif fetched and (contract, day) in open_no_data:
         store.write_no_data(qdb, contract, day, "raw", "data arrived on a later run", resolved=True)
         open_no_data.discard((contract, day))
-    result.raw = store.frame_stats(frame)
-
-
-def build_main_l5_day(qdb: QuestDBClient, calendar: TradingCalendar, row: ScheduleRow, variety: str, day: date, result: DayResult) -> None:
-    rows = store.materialize_main_l5(qdb, variety, day, calendar.bounds_ns(day), row)
-    result.main_l5 = {"rows_total": rows}
-
-
-def index_day(qdb: QuestDBClient, calendar: TradingCalendar, row: ScheduleRow, variety: str, day: date, result: DayResult,
-              open_no_data: set[tuple[str, date]] | None = None) -> None:
-    """Index what is stored (raw contract and main series) and check the two agree: main_l5 is a copy
-    of the scheduled contract's day, so rows and row-hash aggregates must equal those of the raw ticks
-    (as just fetched, when this run fetched them)."""
-    bounds = calendar.bounds_ns(day)
-    raw = result.raw if result.raw and "row_hash_sum" in result.raw else store.day_stats(qdb, RAW_TICKS, row.main_contract, day, bounds)
-    qdb.wait_for_wal(store.MAIN_L5_TICKS)
-    main = store.day_stats(qdb, store.MAIN_L5_TICKS, main_symbol(variety), day, bounds)
-    store.write_index(qdb, row.main_contract, day, "raw", raw, None)
-    store.write_index(qdb, main_symbol(variety), day, "main_l5", main, row.main_contract)
-    symbol = main_symbol(variety)
-    if main["rows_total"] == 0:
-        # Follows the raw record: retried (and resolved) with the raw day.
-        store.write_no_data(qdb, symbol, day, "main_l5", f"no raw ticks for {row.main_contract}", resolved=False,
-                            attempts=max(result.no_data_attempts, 1), next_retry=result.next_retry,
-                            status=result.no_data_status or "retrying")
-        if open_no_data is not None:
+    if stored.error:
+        return DayOutcome(w.variety, day, **base, raw=stored.raw, no_data=no_data, error=f"QuestDBError: {stored.error}")
+    if fetched and stored.raw != store.frame_stats(w.frame):
+        return DayOutcome(w.variety, day, **base, raw=stored.raw, error=(
+            f"QuestDBError: {contract} {day}: the stored raw day differs from the provider's answer "
+            f"(stored {stored.raw['rows_total']} rows, answer {w.frame.height})"))
+    raw = stored.raw if (steps.raw or steps.index) else None
+    index = None
+    if steps.index:
+        main = stored.main_l5
+        index = main
+        if main["rows_total"] == 0:
+            # Follows the raw record: retried (and resolved) with the raw day.
+            store.write_no_data(qdb, symbol, day, "main_l5", f"no raw ticks for {contract}", resolved=False,
+                                attempts=no_data.attempts if no_data else 1, next_retry=no_data.next_retry if no_data else None,
+                                status=no_data.status if no_data else "retrying")
             open_no_data.add((symbol, day))
-    elif open_no_data is not None and (symbol, day) in open_no_data:
-        store.write_no_data(qdb, symbol, day, "main_l5", "data arrived on a later run", resolved=True)
-        open_no_data.discard((symbol, day))
-    result.index = main
-    mismatch = {k: (raw[k], main[k]) for k in raw if raw[k] != main[k]}
-    if mismatch:
-        raise ChainError(f"{main_symbol(variety)} {day}: main_l5 differs from {row.main_contract} raw ticks: {mismatch}")
+        elif (symbol, day) in open_no_data:
+            store.write_no_data(qdb, symbol, day, "main_l5", "data arrived on a later run", resolved=True)
+            open_no_data.discard((symbol, day))
+        mismatch = {k: (stored.raw[k], main[k]) for k in stored.raw if stored.raw[k] != main[k]}
+        if mismatch:
+            return DayOutcome(w.variety, day, **base, raw=raw, main_l5=main, no_data=no_data, error=(
+                f"ChainError: {symbol} {day}: main_l5 differs from {contract} raw ticks: {mismatch}"))
+    return DayOutcome(w.variety, day, **base, raw=raw if steps.raw else None, main_l5=stored.main_l5 if steps.main_l5 else None,
+                      index=index, no_data=no_data)
 
 
-def verify_index(qdb: QuestDBClient, symbol: str, kind: str, stored: dict[date, dict]) -> list[str]:
-    """Compare the day index rows of `symbol` with stats computed from the stored ticks (`stored`, by
-    trading day); return the differences, one line each. One query for the whole range."""
-    qdb.wait_for_wal(store.SYMBOL_DAY_INDEX)
-    if not stored:
+def _record_no_data(qdb, contract: str, day: date, final: bool, open_no_data: set, now: datetime, max_retries: int) -> NoData:
+    """An empty answer: recorded with its attempt count and the time to ask again (see domain.no_data)."""
+    reason = "provider returned no ticks" if final else "provider returned no ticks (day unfinished)"
+    attempts = (store.no_data_attempts(qdb, contract, day, "raw") if (contract, day) in open_no_data else 0) + 1
+    retry_at = next_retry(now, attempts, max_retries)
+    status = "retrying" if retry_at else "permanent"
+    if retry_at is None:
+        reason = permanent_reason(attempts, reason)
+    store.write_no_data(qdb, contract, day, "raw", reason, resolved=False, attempts=attempts, next_retry=retry_at, status=status)
+    open_no_data.add((contract, day))
+    return NoData(status, attempts, retry_at)
+
+
+def verify_index(qdb: QuestDBClient, calendar: TradingCalendar, symbol: str, kind: str, days: Sequence[date]) -> list[str]:
+    """Compare the day index rows of `symbol` over `days` with what QuestDB counts in the stored ticks
+    (rows, first/last tick, L5 presence, row-hash aggregates); return the differences, one line each.
+    Two queries for the whole range: the index rows and the stats of the stored rows."""
+    if not days:
         return []
-    index = store.read_index(qdb, symbol, min(stored), max(stored), kind)
+    stored = store.stats_by_day(qdb, kind, symbol, {d: calendar.bounds_ns(d) for d in days})
+    qdb.wait_for_wal(store.SYMBOL_DAY_INDEX)
+    index = store.read_index(qdb, symbol, min(days), max(days), kind)
     entries = {ts.date(): row for ts, row in zip(index["ts"], index.iter_rows(named=True))} if index.height else {}
     problems = []
     for day, stats in sorted(stored.items()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
@@ -18,7 +19,7 @@ import polars as pl
 from ghtrader_assets.domain.calendar import TradingCalendar
 from ghtrader_assets.domain.schedule import ScheduleRow, main_symbol, parse_contract, parse_variety
 from ghtrader_assets.domain.sessions import Sessions, trading_time_json
-from ghtrader_assets.domain.ticks import TICK_COLUMNS, answer_hash, hash_aggregates, l5_present
+from ghtrader_assets.domain.ticks import L2_TO_L5_PRICE_COLUMNS, TICK_COLUMNS, answer_hash, hash_aggregates, l5_present
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBError
 from ghtrader_assets.io.questdb_schema import (  # noqa: F401 - re-exported for callers
     MAIN_L5_TICKS,
@@ -278,6 +279,10 @@ def recover_restages(client: QuestDBClient) -> list[str]:
 
 
 # -- day index and no-data days ------------------------------------------------------------------------
+_INDEX_STATS = ("rows_total", "first_datetime_ns", "last_datetime_ns", "l5_present",
+                "row_hash_min", "row_hash_max", "row_hash_sum", "row_hash_sum_abs")
+
+
 def write_index(client: QuestDBClient, symbol: str, day: date, kind: str, stats: dict, underlying: str | None) -> None:
     check_symbol(symbol)
     frame = pl.DataFrame(
@@ -285,14 +290,37 @@ def write_index(client: QuestDBClient, symbol: str, day: date, kind: str, stats:
             "symbol": [symbol],
             "ts": [_midnight(day)],
             "ticks_kind": [kind],
-            **{k: [stats[k]] for k in ("rows_total", "first_datetime_ns", "last_datetime_ns", "l5_present",
-                                       "row_hash_min", "row_hash_max", "row_hash_sum", "row_hash_sum_abs")},
+            **{k: [stats[k]] for k in _INDEX_STATS},
             "underlying_contract": [underlying],
             "updated_at": [datetime.now(timezone.utc).replace(tzinfo=None)],
         },
         schema_overrides={"underlying_contract": pl.String},
     )
     client.write(SYMBOL_DAY_INDEX, frame)
+
+
+def write_index_days(client: QuestDBClient, days: Sequence[tuple[DayWrite, dict, dict]]) -> int:
+    """The index rows of a batch in one write: per (day, raw stats, main_l5 stats), the raw contract's
+    row and the main series' row. Returns the rows sent."""
+    rows = []
+    for w, raw, main in days:
+        rows.append((w.row.main_contract, w.day, "raw", raw, None))
+        rows.append((main_symbol(w.variety), w.day, "main_l5", main, w.row.main_contract))
+    if not rows:
+        return 0
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    frame = pl.DataFrame(
+        {
+            "symbol": [check_symbol(r[0]) for r in rows],
+            "ts": [_midnight(r[1]) for r in rows],
+            "ticks_kind": [r[2] for r in rows],
+            **{k: [r[3][k] for r in rows] for k in _INDEX_STATS},
+            "underlying_contract": [r[4] for r in rows],
+            "updated_at": [now] * len(rows),
+        },
+        schema_overrides={"underlying_contract": pl.String},
+    )
+    return client.write(SYMBOL_DAY_INDEX, frame)
 
 
 def read_index(client: QuestDBClient, symbol: str, start: date, end: date, kind: str) -> pl.DataFrame:
@@ -372,3 +400,186 @@ def read_ticks(client: QuestDBClient, symbol: str, days: Sequence[date], calenda
         f"SELECT * FROM {table.name} WHERE symbol = '{symbol}' AND ts >= '{_ts_literal(lo)}' "
         f"AND ts < '{_ts_literal(hi)}' AND trading_day IN ({wanted}) ORDER BY ts, seq"
     )
+
+
+# -- a batch of days: one write and one WAL barrier per table, stats computed inside QuestDB ----------------
+@dataclass(frozen=True)
+class DayWrite:
+    """One (variety, trading day) of a batch: its schedule row, the day's bounds and, when this run fetched
+    it, the provider's answer as a raw frame (RAW_FRAME_COLUMNS; no rows = the provider sent none)."""
+
+    variety: str
+    day: date
+    bounds: tuple[int, int]
+    row: ScheduleRow
+    frame: pl.DataFrame | None = None  # None: not fetched by this run; main_l5 is built from the stored day
+
+
+@dataclass(frozen=True)
+class DayStored:
+    """What one day of a batch left in QuestDB, as QuestDB counts it (see `stats_by_day`)."""
+
+    raw: dict
+    main_l5: dict | None = None
+    error: str = ""  # set when this day failed; the other days of the batch are unaffected
+
+
+_STATS_SQL = (
+    "count() n, min(datetime_ns) first_ns, max(datetime_ns) last_ns, min(row_hash) hmin, max(row_hash) hmax, "
+    "sum(row_hash) hsum, sum(abs(row_hash)) habs, sum(CASE WHEN "
+    + " OR ".join(f"{c} > 0" for c in L2_TO_L5_PRICE_COLUMNS) + " THEN 1 ELSE 0 END) l5"
+)
+_EMPTY_STATS = {"rows_total": 0, "first_datetime_ns": 0, "last_datetime_ns": 0, "l5_present": False,
+                "row_hash_min": 0, "row_hash_max": 0, "row_hash_sum": 0, "row_hash_sum_abs": 0}
+
+
+def _wrap(value: int) -> int:
+    """An int64 sum as numpy's wrapping sum gives it (QuestDB's long sum may carry past 64 bits)."""
+    return (int(value) + 2**63) % 2**64 - 2**63
+
+
+def _merge_stats(groups: list[dict]) -> dict:
+    if not groups:
+        return dict(_EMPTY_STATS)
+    return {
+        "rows_total": sum(int(g["n"]) for g in groups),
+        "first_datetime_ns": min(int(g["first_ns"]) for g in groups),
+        "last_datetime_ns": max(int(g["last_ns"]) for g in groups),
+        "l5_present": any(int(g["l5"] or 0) > 0 for g in groups),
+        "row_hash_min": min(int(g["hmin"]) for g in groups),
+        "row_hash_max": max(int(g["hmax"]) for g in groups),
+        "row_hash_sum": _wrap(sum(int(g["hsum"]) for g in groups)),
+        "row_hash_sum_abs": _wrap(sum(int(g["habs"]) for g in groups)),
+    }
+
+
+def _day_literal(day: date) -> str:
+    return f"'{day.isoformat()}T00:00:00.000000Z'"
+
+
+def _groups(client: QuestDBClient, table: Table, symbols: set[str], days: dict[date, tuple[int, int]],
+            keys: tuple[str, ...]) -> dict[tuple[str, date], list[dict]]:
+    """Per (symbol, trading day) of `days`: the stats of each group of `keys` values, one query."""
+    for s in symbols:
+        check_symbol(s)
+    lo = min(b[0] for b in days.values())
+    hi = max(b[1] for b in days.values())
+    names = ", ".join(f"'{s}'" for s in sorted(symbols))
+    group = ", ".join(("symbol", "trading_day", *keys))
+    frame = client.query(
+        f"SELECT {group}, {_STATS_SQL} FROM {table.name} WHERE symbol IN ({names}) AND ts >= '{_ts_literal(lo)}' "
+        f"AND ts < '{_ts_literal(hi)}' AND trading_day IN ({', '.join(_day_literal(d) for d in sorted(days))}) "
+        f"GROUP BY {group}"
+    )
+    out: dict[tuple[str, date], list[dict]] = {}
+    for g in frame.iter_rows(named=True):
+        out.setdefault((g["symbol"], g["trading_day"].date()), []).append(g)
+    return out
+
+
+def stats_by_day(client: QuestDBClient, kind: str, symbol: str, days: dict[date, tuple[int, int]]) -> dict[date, dict]:
+    """Rows, first/last tick, L5 presence and row-hash aggregates per stored trading day of `symbol`,
+    computed inside QuestDB from the stored rows; one query for the whole range. `days`: day -> bounds."""
+    if not days:
+        return {}
+    table = KINDS[kind]
+    client.wait_for_wal(table)
+    found = _groups(client, table, {symbol}, days, ())
+    return {d: _merge_stats(found.get((symbol, d), [])) for d in days}
+
+
+def store_days(client: QuestDBClient, batch: Sequence[DayWrite], main_l5: bool = True) -> dict[tuple[str, date], DayStored]:
+    """Store a batch of days: the fetched raw answers in one write and one WAL barrier, then (with
+    `main_l5`) each day's main series copied inside QuestDB, one barrier. Rows of an older answer, contract
+    or schedule are retired as in `replace_raw_day` / `materialize_main_l5`. Every figure returned is
+    counted by QuestDB from the stored rows. A day whose stored rows disagree with its answer is reported
+    with an error; a QuestDB failure raises (no day of the batch is then known to be stored)."""
+    done: dict[tuple[str, date], DayStored] = {}
+    errors: dict[tuple[str, date], str] = {}
+    fetched = [w for w in batch if w.frame is not None and w.frame.height]
+    frames = []
+    for w in fetched:
+        frame = w.frame
+        if "answer_hash" not in frame.columns:
+            frame = frame.with_columns(pl.lit(answer_hash(frame["row_hash"].to_numpy()), dtype=pl.Int64).alias("answer_hash"))
+        frames.append(frame)
+    answers = {(w.row.main_contract, w.day): int(f["answer_hash"][0]) for w, f in zip(fetched, frames)}
+    expected = {(w.row.main_contract, w.day): f.height for w, f in zip(fetched, frames)}
+    if frames:
+        client.write(RAW_TICKS, pl.concat(frames, how="vertical_relaxed"))
+    days = {w.day: w.bounds for w in batch}
+    client.wait_for_wal(RAW_TICKS)
+    raw = _groups(client, RAW_TICKS, {w.row.main_contract for w in batch}, days, ("answer_hash",))
+    # A fetched day keeps only its answer. An empty answer changes nothing stored (it may be transient:
+    # the day is asked again, see domain.no_data).
+    stale = [(c, d) for (c, d) in expected if any(g["answer_hash"] != answers[(c, d)] for g in raw.get((c, d), []))]
+    if stale:
+        for contract, day in stale:
+            client.execute(f"UPDATE {RAW_TICKS.name} SET symbol = '{RETIRED_PREFIX}{contract}' "
+                           f"WHERE {_day_filter(contract, day, days[day])} AND NOT (answer_hash = {answers[(contract, day)]})")
+        client.wait_for_wal(RAW_TICKS)
+        raw = _groups(client, RAW_TICKS, {w.row.main_contract for w in batch}, days, ("answer_hash",))
+    for w in batch:
+        key = (w.row.main_contract, w.day)
+        groups = raw.get(key, [])
+        stats = _merge_stats(groups)
+        if key in expected and (stats["rows_total"] != expected[key] or len(groups) != 1):
+            errors[(w.variety, w.day)] = (f"{RAW_TICKS.name} {w.row.main_contract} {w.day}: {stats['rows_total']} rows "
+                                          f"stored in {len(groups)} answers, expected {expected[key]} of one")
+        elif len(groups) > 1:
+            errors[(w.variety, w.day)] = (f"{w.row.main_contract} {w.day}: raw rows of more than one provider "
+                                          "answer; re-materialize underlying_ticks")
+        done[(w.variety, w.day)] = DayStored(raw=stats)
+    if main_l5:
+        _store_main_days([w for w in batch if (w.variety, w.day) not in errors], raw, done, errors, client)
+    for key, message in errors.items():
+        done[key] = DayStored(raw=done[key].raw if key in done else dict(_EMPTY_STATS), error=message)
+    return done
+
+
+def _store_main_days(batch: list[DayWrite], raw: dict, done: dict, errors: dict, client: QuestDBClient) -> None:
+    if not batch:
+        return
+    values = ", ".join(TICK_COLUMNS)
+    current: dict[tuple[str, date], dict] = {}
+    for w in batch:
+        symbol, contract, row = main_symbol(w.variety), w.row.main_contract, w.row
+        groups = raw.get((contract, w.day), [])
+        answer = groups[0]["answer_hash"] if groups else None
+        current[(symbol, w.day)] = {"underlying_contract": contract, "segment_id": int(row.segment_id),
+                                    "schedule_hash": int(row.schedule_hash), "answer_hash": answer}
+        if groups:
+            client.execute(
+                f"INSERT INTO {MAIN_L5_TICKS.name} (symbol, ts, datetime_ns, seq, trading_day, {values}, "
+                f"underlying_contract, segment_id, schedule_hash, row_hash, answer_hash) "
+                f"SELECT '{symbol}', ts, datetime_ns, seq, trading_day, {values}, '{contract}', "
+                f"{int(row.segment_id)}, {int(row.schedule_hash)}, row_hash, answer_hash "
+                f"FROM {RAW_TICKS.name} WHERE {_day_filter(contract, w.day, w.bounds)}"
+            )
+    days = {w.day: w.bounds for w in batch}
+    symbols = {main_symbol(w.variety) for w in batch}
+    keys = ("underlying_contract", "segment_id", "schedule_hash", "answer_hash")
+    client.wait_for_wal(MAIN_L5_TICKS)
+    main = _groups(client, MAIN_L5_TICKS, symbols, days, keys)
+
+    def is_current(key: tuple[str, date], g: dict) -> bool:
+        want = current[key]
+        return want["answer_hash"] is not None and all(g[k] == want[k] for k in keys)
+
+    stale = [key for key in current if any(not is_current(key, g) for g in main.get(key, []))]
+    if stale:
+        for symbol, day in stale:
+            want = current[(symbol, day)]
+            keep = ("false" if want["answer_hash"] is None else
+                    " AND ".join(f"{k} = '{v}'" if isinstance(v, str) else f"{k} = {int(v)}" for k, v in want.items()))
+            client.execute(f"UPDATE {MAIN_L5_TICKS.name} SET symbol = '{RETIRED_PREFIX}{symbol}' "
+                           f"WHERE {_day_filter(symbol, day, days[day])} AND NOT ({keep})")
+        client.wait_for_wal(MAIN_L5_TICKS)
+        main = _groups(client, MAIN_L5_TICKS, symbols, days, keys)
+    for w in batch:
+        key = (main_symbol(w.variety), w.day)
+        groups = main.get(key, [])
+        stats = _merge_stats(groups)
+        if any(not is_current(key, g) for g in groups):
+            errors[(w.variety, w.day)] = f"main_l5 {key[0]} {w.day}: rows of another contract or answer remain"
+        done[(w.variety, w.day)] = DayStored(raw=done[(w.variety, w.day)].raw, main_l5=stats)

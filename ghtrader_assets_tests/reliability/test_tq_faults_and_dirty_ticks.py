@@ -111,6 +111,9 @@ class DirtyTqSdkResource(TqSdkResource):
     def client(self) -> Any:  # type: ignore[override]
         return DirtyClient(super().client())
 
+    def session(self) -> Any:  # type: ignore[override]
+        return DirtyClient(super().session())
+
 
 def test_dirty_provider_frame_is_cleaned_by_the_rule_and_counted(
     chain: Chain, qdb: QuestDBClient, figures, caplog: pytest.LogCaptureFixture

@@ -1,7 +1,9 @@
 """Futures chain assets: trading_days -> main_schedule -> underlying_ticks -> main_l5 -> day_index."""
 
 
-from datetime import date, time
+import time
+from contextlib import closing
+from datetime import date, time as dtime
 
 import dagster as dg
 
@@ -160,54 +162,39 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
             raise dg.Failure(description=f"the partition range {rng.start}..{rng.end} holds no partitions "
                                          "(reversed, or no trading days of the variety between its ends)")
         claim_run_limits(context, {p.variety for p in parts}, tqsdk=UNDERLYING_TICKS in selected)
+        steps = chain.ChainSteps(raw=UNDERLYING_TICKS in selected, main_l5=MAIN_L5 in selected, index=DAY_INDEX in selected)
         failures: dict[str, str] = {}
         verify_error = ""
-        indexed: dict[str, dict] = {}  # main symbol -> {day: stats computed from the stored ticks}
-        now = futures.clock()
+        indexed: dict[str, list[date]] = {}  # main symbol -> days indexed by this run
+        sessions: dict[str, SessionHistory] = {}
+        started = time.monotonic()
         with questdb.client() as qdb:
             calendar = store.read_calendar(qdb)
-            open_no_data = store.open_no_data_days(qdb)
-            schedules: dict[str, dict] = {}
-            sessions: dict[str, SessionHistory] = {}
-            for i, part in enumerate(parts, 1):
-                key = part.key
-                try:
-                    if part.variety not in schedules:
-                        schedules[part.variety] = {r.trading_day: r for r in store.read_schedule(qdb, part.variety)}
-                    row = schedules[part.variety].get(part.trading_day)
-                    if row is None:
-                        raise chain.ChainError(f"no main schedule for {part.variety} on {part.trading_day}: "
-                                               "materialize main_schedule for it first")
-                    result = chain.DayResult(part.variety, part.trading_day, row.main_contract, row.segment_id,
-                                             chain.is_final(calendar, part.trading_day, now))
-                    common = {"underlying": row.main_contract, "segment_id": row.segment_id, "final": result.final}
-                    if UNDERLYING_TICKS in selected:
-                        if part.variety not in sessions:
-                            sessions[part.variety] = _session_history(qdb, part.variety, futures.session_history_file)
-                        chain.fetch_underlying_day(tqsdk.client(), qdb, calendar, sessions[part.variety], row, part.variety,
-                                                   part.trading_day, result, open_no_data, now=now,
-                                                   max_retries=futures.no_data_max_retries)
-                        context.log_event(dg.AssetMaterialization(UNDERLYING_TICKS, partition=str(key), metadata={
-                            **common, **_tick_metadata(result.raw), "no_data": result.no_data, **_no_data_metadata(result),
-                            **(result.cleaning.as_metadata() if result.cleaning else {})}))
-                    if MAIN_L5 in selected:
-                        chain.build_main_l5_day(qdb, calendar, row, part.variety, part.trading_day, result)
-                        context.log_event(dg.AssetMaterialization(MAIN_L5, partition=str(key), metadata={
-                            **common, "symbol": main_symbol(part.variety), **_tick_metadata(result.main_l5)}))
-                    if DAY_INDEX in selected:
-                        chain.index_day(qdb, calendar, row, part.variety, part.trading_day, result, open_no_data)
-                        indexed.setdefault(main_symbol(part.variety), {})[part.trading_day] = result.index
-                        context.log_event(dg.AssetMaterialization(DAY_INDEX, partition=str(key), metadata={
-                            **common, **_tick_metadata(result.index), "l5_present": bool(result.index["l5_present"]),
-                            "row_hash_sum": result.index["row_hash_sum"]}))
-                    context.log.info("[%d/%d] %s %s <- %s: %s rows%s", i, len(parts), part.variety, part.trading_day,
-                                     row.main_contract, (result.index or result.main_l5 or result.raw or {}).get("rows_total"),
-                                     "" if result.final else " (day unfinished: not final)")
-                except Exception as exc:  # noqa: BLE001 - one bad day must not stop the range
-                    failures[str(key)] = f"{type(exc).__name__}: {exc}"
-                    context.log.error("[%d/%d] %s %s failed: %s", i, len(parts), part.variety, part.trading_day, exc)
+
+            def session_history(variety: str) -> SessionHistory:
+                if variety not in sessions:
+                    sessions[variety] = _session_history(qdb, variety, futures.session_history_file)
+                return sessions[variety]
+
+            outcomes = closing(chain.run_days(tqsdk.session, qdb, calendar, [(p.variety, p.trading_day) for p in parts], steps,
+                                      session_history, now=futures.clock(), max_retries=futures.no_data_max_retries))
+            with outcomes as stream:
+                for i, (part, outcome) in enumerate(zip(parts, stream), 1):
+                    key = str(part.key)
+                    if outcome.error:
+                        failures[key] = outcome.error
+                        context.log.error("[%d/%d] %s %s failed: %s", i, len(parts), part.variety, part.trading_day, outcome.error)
+                        continue
+                    for event in _materializations(key, outcome, steps):
+                        context.log_event(event)
+                    if steps.index:
+                        indexed.setdefault(main_symbol(part.variety), []).append(part.trading_day)
+                    context.log.info("[%d/%d] %s %s <- %s: %s rows%s (%.0f s elapsed)", i, len(parts), part.variety,
+                                     part.trading_day, outcome.contract, outcome.rows,
+                                     "" if outcome.final else " (day unfinished: not final)", time.monotonic() - started)
             try:
-                mismatches = [m for symbol, days in indexed.items() for m in chain.verify_index(qdb, symbol, "main_l5", days)]
+                mismatches = [m for symbol, days in indexed.items()
+                              for m in chain.verify_index(qdb, calendar, symbol, "main_l5", days)]
             except Exception as exc:  # noqa: BLE001 - e.g. QuestDB went away: report it with the failed partitions
                 verify_error = f"{type(exc).__name__}: {exc}"
                 mismatches = [f"index not verified: {verify_error}"]
@@ -230,14 +217,14 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
     return [trading_days, main_schedule, futures_ticks]
 
 
-def _opens(qdb, variety: str) -> tuple[time | None, time]:
+def _opens(qdb, variety: str) -> tuple[dtime | None, dtime]:
     """The variety's night open (None without night session) and day open, from its latest capture."""
     captures = store.read_session_captures(qdb, variety)
     if not captures:
-        return time(21, 0), time(9, 0)
+        return dtime(21, 0), dtime(9, 0)
     sessions = Sessions.parse(captures[-1][1])
-    night = time.fromisoformat(sessions.night[0].label()[:8]) if sessions.night else None
-    return night, time.fromisoformat(sessions.day[0].label()[:8])
+    night = dtime.fromisoformat(sessions.night[0].label()[:8]) if sessions.night else None
+    return night, dtime.fromisoformat(sessions.day[0].label()[:8])
 
 
 def _session_history(qdb, variety: str, extra_file: str) -> SessionHistory:
@@ -253,13 +240,31 @@ def _session_history(qdb, variety: str, extra_file: str) -> SessionHistory:
     return SessionHistory.build(variety, captures, changes, exceptions)
 
 
-def _no_data_metadata(result: chain.DayResult) -> dict:
+def _materializations(key: str, outcome: chain.DayOutcome, steps: chain.ChainSteps) -> list[dg.AssetMaterialization]:
+    """One materialization per selected asset of a finished (variety, day), with its metadata."""
+    common = {"underlying": outcome.contract, "segment_id": outcome.segment_id, "final": outcome.final}
+    events = []
+    if steps.raw:
+        events.append(dg.AssetMaterialization(UNDERLYING_TICKS, partition=key, metadata={
+            **common, **_tick_metadata(outcome.raw), "no_data": outcome.no_data is not None, **_no_data_metadata(outcome),
+            **(outcome.cleaning.as_metadata() if outcome.cleaning else {})}))
+    if steps.main_l5:
+        events.append(dg.AssetMaterialization(MAIN_L5, partition=key, metadata={
+            **common, "symbol": main_symbol(outcome.variety), **_tick_metadata(outcome.main_l5)}))
+    if steps.index:
+        events.append(dg.AssetMaterialization(DAY_INDEX, partition=key, metadata={
+            **common, **_tick_metadata(outcome.index), "l5_present": bool(outcome.index["l5_present"]),
+            "row_hash_sum": outcome.index["row_hash_sum"]}))
+    return events
+
+
+def _no_data_metadata(outcome: chain.DayOutcome) -> dict:
     """For a provider-empty day: what the provider answered now and when it is asked again."""
-    if not result.no_data:
+    if outcome.no_data is None:
         return {}
-    out: dict = {"no_data_status": result.no_data_status, "no_data_attempts": result.no_data_attempts}
-    if result.next_retry is not None:
-        out["no_data_next_retry"] = result.next_retry.isoformat()
+    out: dict = {"no_data_status": outcome.no_data.status, "no_data_attempts": outcome.no_data.attempts}
+    if outcome.no_data.next_retry is not None:
+        out["no_data_next_retry"] = outcome.no_data.next_retry.isoformat()
     return out
 
 

@@ -23,13 +23,19 @@ class TqSdkResource(dg.ConfigurableResource):
 
     _client: TqSdkClient | None = PrivateAttr(default=None)
 
+    def settings(self) -> TqSettings:
+        return TqSettings(self.user, self.password, retries=self.retries, backoff_s=self.backoff_s,
+                          download_timeout_s=self.download_timeout_s)
+
     def client(self) -> TqSdkClient:
+        """The step's session, opened on first use in the calling thread."""
         if self._client is None:
-            self._client = TqSdkClient(
-                TqSettings(self.user, self.password, retries=self.retries, backoff_s=self.backoff_s,
-                           download_timeout_s=self.download_timeout_s)
-            )
+            self._client = TqSdkClient(self.settings())
         return self._client
+
+    def session(self) -> TqSdkClient:
+        """A new session for a thread of its own (TqApi is not thread-safe); the caller closes it."""
+        return TqSdkClient(self.settings())
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:
