@@ -1,20 +1,30 @@
-"""Benchmark: one simulated year of SHFE.cu through the futures chain, against the raw library ceiling.
+"""Benchmark: the futures chain against the TqSdk download it waits for and the raw QuestDB write ceiling.
 
-    .venv/bin/python bench/bench_futures_chain.py [--start 2024-01-02 --end 2024-12-31 --density 0.25]
+    .venv/bin/python bench/bench_futures_chain.py --quick     # about 60 trading days of SHFE.cu (~8 min)
+    .venv/bin/python bench/bench_futures_chain.py             # also the full year, 242 days (~30 min)
 
-Starts its own QuestDB (free ports, temp dir) and the TqSdk simulator in a separate process, then in one run:
-  1. chain: a single-run Dagster backfill of underlying_ticks + main_l5 + day_index over every day;
-  2. direct: the same days through the same chain functions without Dagster (Dagster overhead = 1 - direct/chain);
-  3. ceiling: the same frames (ticks with row hash) written with a bare `Sender.dataframe` loop;
-  4. read-back: the year of main_l5 through `ghtrader_assets.reader.read_ticks`.
-Prints rows/s and the ratios. Nothing here is asserted: figures only.
+Starts its own QuestDB (free ports, temp dir) and TqSdk simulators, each in its own process, and measures
+in one run (every chain run in a fresh process, on emptied tables):
+  1. download alone: the scheduled days through the same client, nothing stored;
+  2. the chain (a single-run Dagster backfill of underlying_ticks + main_l5 + day_index), and its wall
+     time over the download-alone wall time;
+  3. the store path alone on pre-fetched frames (the chain's own code, the downloads replaced by the
+     frames of step 1): rows/s (raw + main_l5) over a bare `Sender.dataframe` loop's rows/s;
+  4. the Dagster overhead share: 1 - (the same days through `futures_chain.run_days` without Dagster) /
+     (the Dagster run), at 60 days and, without --quick, 240;
+  5. two varieties in two parallel runs (each with its own simulator): aggregate rows/s over one variety's;
+  6. the run process's peak RSS at each length;
+  7. the read API's rows/s (`reader.read_ticks` of the main series).
+Figures only: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -22,40 +32,91 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import dagster as dg
 import polars as pl
-from questdb import Sender
 
-from ghtrader_assets import futures_chain as chain
-from ghtrader_assets.defs.futures.assets import build_futures_assets
-from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
-from ghtrader_assets.defs.resources import QuestDBResource
 from ghtrader_assets.domain.calendar import CST
-from ghtrader_assets.domain.sessions import Sessions
-from ghtrader_assets.domain.ticks import with_row_hash, with_seq
 from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.io.questdb_schema import RAW_TICKS, Table
 from ghtrader_assets.io.questdb_server import QuestDBServer, ServerPorts
-from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
-from ghtrader_assets.reader import read_ticks
 
-VARIETY = "SHFE.cu"
+START = date(2024, 1, 2)
+QUICK_END, FULL_END = date(2024, 3, 29), date(2024, 12, 31)
+VARIETIES = ("SHFE.cu", "SHFE.rb")
+TABLES = (store.RAW_TICKS, store.MAIN_L5_TICKS, store.SYMBOL_DAY_INDEX, store.NO_DATA_DAYS)
 
 
-def start_simulator(start: date, end: date, density: float) -> tuple[subprocess.Popen, dict[str, str]]:
-    """The simulator in its own process, so its JSON encoding does not share our GIL."""
+# -- the worker: one measured run in a process of its own -------------------------------------------------
+def worker(args: argparse.Namespace) -> None:
+    """Runs one role and prints one JSON line: seconds, peak RSS."""
+    import dagster as dg
+
+    from ghtrader_assets import futures_chain as chain
+    from ghtrader_assets.defs.futures.assets import build_futures_assets
+    from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
+    from ghtrader_assets.defs.resources import QuestDBResource
+    from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
+
+    settings = QuestDBSettings(http_port=args.http, pg_port=args.pg)
+    variety, end = args.variety, date.fromisoformat(args.end)
+    now = datetime.combine(FULL_END, datetime.min.time()).replace(hour=17, tzinfo=CST) + timedelta(days=1)
+    resources = {
+        "questdb": QuestDBResource(http_port=settings.http_port, pg_port=settings.pg_port),
+        "tqsdk": TqSdkResource(user="sim", password="sim"),
+        "futures": FuturesSettings(start_date=str(START), now=now.isoformat(), schedule_source="continuous_table"),
+    }
+    assets = build_futures_assets((variety,))
+    instance = dg.DagsterInstance.ephemeral()
+    dg.materialize(assets, selection=["trading_days"], resources=resources, instance=instance)
+    dg.materialize(assets, selection=["main_schedule"], partition_key=variety, resources=resources, instance=instance)
+    days = [d for d in (date.fromisoformat(k) for k in instance.get_dynamic_partitions("trading_day")) if d <= end]
+    started = time.perf_counter()
+    if args.worker == "chain":
+        tags = {"dagster/asset_partition_range_start": f"{days[0]}|{variety}",
+                "dagster/asset_partition_range_end": f"{days[-1]}|{variety}"}
+        result = dg.materialize(assets, selection=["underlying_ticks", "main_l5", "day_index"], resources=resources,
+                                instance=instance, tags=tags)
+        ok = result.success
+    elif args.worker == "direct":
+        with QuestDBClient(settings) as qdb:
+            calendar = store.read_calendar(qdb)
+            history = chain.session_history(qdb, variety, "")
+            outcomes = list(chain.run_days(lambda: TqSdkClient(TqSettings("sim", "sim")), qdb, calendar,
+                                           [(variety, d) for d in days], chain.ChainSteps(), lambda _: history, now=now))
+        ok = not any(o.error for o in outcomes)
+    else:  # download: the same client, the same days, nothing stored; the frames are kept for the store run
+        with QuestDBClient(settings) as qdb:
+            schedule = {r.trading_day: r for r in store.read_schedule(qdb, variety)}
+        out = Path(args.frames)
+        with TqSdkClient(TqSettings("sim", "sim")) as tq:
+            frames = {}
+            for d in days:
+                frames[d] = tq.ticks(schedule[d].main_contract, d)
+        seconds = time.perf_counter() - started
+        for d, frame in frames.items():
+            frame.write_parquet(out / f"{d}.parquet")
+        ok = True
+        print(json.dumps({"ok": ok, "seconds": seconds, "days": len(days), "rss_mb": _rss_mb()}))
+        return
+    print(json.dumps({"ok": ok, "seconds": time.perf_counter() - started, "days": len(days), "rss_mb": _rss_mb()}))
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- the parent: servers, runs, figures --------------------------------------------------------------------
+def start_simulator(variety: str, end: date, density: float) -> tuple[subprocess.Popen, dict[str, str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ghtrader_assets.sim.tq", "--port", "0", "--start", str(start), "--end", str(end),
-         "--density", str(density), "--varieties", VARIETY],
+        [sys.executable, "-m", "ghtrader_assets.sim.tq", "--port", "0", "--start", str(START), "--end", str(end),
+         "--density", str(density), "--varieties", variety],
         stdout=subprocess.PIPE, text=True, start_new_session=True,
     )
     env: dict[str, str] = {}
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
     while len(env) < 4 and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        m = re.match(r"export (\w+)=(\S+)", line.strip())
+        m = re.match(r"export (\w+)=(\S+)", proc.stdout.readline().strip())
         if m:
             env[m.group(1)] = m.group(2)
     if len(env) < 4:
@@ -64,106 +125,178 @@ def start_simulator(start: date, end: date, density: float) -> tuple[subprocess.
     return proc, env
 
 
-def timed(fn, *args, **kwargs):
-    started = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - started
+class Bench:
+    def __init__(self, settings: QuestDBSettings, sims: dict[str, dict[str, str]]) -> None:
+        self.settings, self.sims = settings, sims
+
+    def launch(self, role: str, variety: str, end: date, frames: str = "") -> subprocess.Popen:
+        cmd = [sys.executable, __file__, "--worker", role, "--variety", variety, "--end", str(end),
+               "--http", str(self.settings.http_port), "--pg", str(self.settings.pg_port), "--frames", frames]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **self.sims[variety]})
+
+    @staticmethod
+    def result(proc: subprocess.Popen) -> dict:
+        out, _ = proc.communicate()
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if proc.returncode or not lines:
+            raise SystemExit(f"bench worker failed ({proc.returncode}): {out[-2000:]}")
+        return json.loads(lines[-1])
+
+    def run(self, role: str, variety: str, end: date, frames: str = "") -> dict:
+        return self.result(self.launch(role, variety, end, frames))
+
+    def empty_tables(self) -> None:
+        with QuestDBClient(self.settings) as qdb:
+            for table in TABLES:
+                qdb.execute(f"TRUNCATE TABLE {table.name}")
+                qdb.wait_for_wal(table)
+
+    def rows(self) -> tuple[int, int]:
+        with QuestDBClient(self.settings) as qdb:
+            return (int(qdb.scalar(f"SELECT count() FROM {store.RAW_TICKS.name}")),
+                    int(qdb.scalar(f"SELECT count() FROM {store.MAIN_L5_TICKS.name}")))
+
+
+def store_alone(bench: Bench, variety: str, frames_dir: Path) -> tuple[float, int]:
+    """The chain's own store path (futures_chain.run_days) with the downloads served from `frames_dir`."""
+    from ghtrader_assets import futures_chain as chain
+
+    frames = {date.fromisoformat(p.stem): pl.read_parquet(p) for p in sorted(frames_dir.glob("*.parquet"))}
+
+    class Prefetched:
+        def ticks(self, contract: str, day: date) -> pl.DataFrame:
+            return frames[day]
+
+        def close(self) -> None:
+            pass
+
+    with QuestDBClient(bench.settings) as qdb:
+        calendar = store.read_calendar(qdb)
+        history = chain.session_history(qdb, variety, "")
+        started = time.perf_counter()
+        outcomes = list(chain.run_days(Prefetched, qdb, calendar, [(variety, d) for d in frames], chain.ChainSteps(),
+                                       lambda _: history))
+        seconds = time.perf_counter() - started
+    assert not any(o.error for o in outcomes), [o.error for o in outcomes if o.error][:3]
+    return seconds, sum(bench.rows())
+
+
+def ceiling(bench: Bench, frames_dir: Path) -> tuple[float, int]:
+    """A bare `Sender.dataframe` loop writing the same frames (row hash and keys added beforehand) into an
+    identical table, one flush per day, one WAL wait at the end."""
+    from questdb import Sender
+
+    from ghtrader_assets.domain.ticks import with_row_hash, with_seq
+
+    table = Table("bench_ceiling_ticks", RAW_TICKS.columns, RAW_TICKS.dedup_keys)
+    pdfs = []
+    for path in sorted(frames_dir.glob("*.parquet")):
+        day = date.fromisoformat(path.stem)
+        frame = with_seq(with_row_hash(pl.read_parquet(path))).with_columns(
+            pl.from_epoch("datetime_ns", time_unit="ns").alias("ts"),
+            pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day"), pl.lit(0).alias("answer_hash"))
+        pdfs.append(frame.select(RAW_TICKS.column_names).to_pandas(use_pyarrow_extension_array=True))
+    with QuestDBClient(bench.settings) as qdb:
+        qdb.bootstrap([table])
+        started = time.perf_counter()
+        with Sender.from_conf(f"http::addr=127.0.0.1:{bench.settings.http_port};auto_flush=off;") as sender:
+            for pdf in pdfs:
+                sender.dataframe(pdf, table_name=table.name, symbols=["symbol"], at="ts")
+                sender.flush()
+        qdb.wait_for_wal(table)
+        seconds = time.perf_counter() - started
+        qdb.execute(f"DROP TABLE {table.name}")
+    return seconds, sum(len(p) for p in pdfs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--start", type=date.fromisoformat, default=date(2024, 1, 2))
-    parser.add_argument("--end", type=date.fromisoformat, default=date(2024, 12, 31))
+    parser.add_argument("--quick", action="store_true", help="about 60 trading days only")
     parser.add_argument("--density", type=float, default=0.25)
+    parser.add_argument("--worker", choices=("chain", "direct", "download"), help=argparse.SUPPRESS)
+    parser.add_argument("--variety", default=VARIETIES[0], help=argparse.SUPPRESS)
+    parser.add_argument("--end", default=str(QUICK_END), help=argparse.SUPPRESS)
+    parser.add_argument("--http", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--pg", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--frames", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return worker(args)
 
-    sim, sim_env = start_simulator(args.start, args.end, args.density)
-    os.environ.update(sim_env)
+    ends = [QUICK_END] if args.quick else [QUICK_END, FULL_END]
+    sim_end = ends[-1]
+    procs, sims = [], {}
+    for variety in VARIETIES:
+        proc, env = start_simulator(variety, sim_end, args.density)
+        procs.append(proc)
+        sims[variety] = env
     server = QuestDBServer(home=Path(tempfile.mkdtemp(prefix="bench-qdb-")), ports=ServerPorts.free()).start()
     settings = QuestDBSettings(http_port=server.ports.http, pg_port=server.ports.pg)
-    now = datetime.combine(args.end, datetime.min.time()).replace(hour=17, tzinfo=CST) + timedelta(days=1)
+    bench = Bench(settings, sims)
+    cu = VARIETIES[0]
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
     try:
-        resources = {
-            "questdb": QuestDBResource(http_port=settings.http_port, pg_port=settings.pg_port),
-            "tqsdk": TqSdkResource(user="sim", password="sim"),
-            "futures": FuturesSettings(start_date=str(args.start), now=now.isoformat(), schedule_source="continuous_table"),
-        }
-        assets = build_futures_assets((VARIETY,))
-        instance = dg.DagsterInstance.ephemeral()
-        dg.materialize(assets, selection=["trading_days"], resources=resources, instance=instance)
-        dg.materialize(assets, selection=["main_schedule"], partition_key=VARIETY, resources=resources, instance=instance)
-        days = [date.fromisoformat(k) for k in instance.get_dynamic_partitions("trading_day")]
-        days = [d for d in days if d <= args.end]
-        print(f"SHFE.cu, {len(days)} trading days {days[0]}..{days[-1]}, density {args.density}")
-
-        # 1. the chain as a single-run backfill
-        tags = {"dagster/asset_partition_range_start": f"{days[0]}|{VARIETY}",
-                "dagster/asset_partition_range_end": f"{days[-1]}|{VARIETY}"}
-        result, chain_s = timed(dg.materialize, assets, selection=["underlying_ticks", "main_l5", "day_index"],
-                                resources=resources, instance=instance, tags=tags)
-        assert result.success
         with QuestDBClient(settings) as qdb:
-            raw_rows = int(qdb.scalar(f"SELECT count() FROM {RAW_TICKS.name}"))
-            main_rows = int(qdb.scalar("SELECT count() FROM ghtrader_ticks_main_l5_v2"))
-            index_rows = int(qdb.scalar("SELECT count() FROM ghtrader_symbol_day_index_v2"))
-        chain_rows = raw_rows + main_rows + index_rows
+            qdb.bootstrap()
+        say(f"machine: {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}; density {args.density}")
+        by_length: dict[int, dict] = {}
+        for end in ends:
+            frames_dir = Path(tempfile.mkdtemp(prefix="bench-frames-"))
+            download = bench.run("download", cu, end, str(frames_dir))
+            n = download["days"]
+            bench.empty_tables()
+            direct = bench.run("direct", cu, end)
+            bench.empty_tables()
+            chain = bench.run("chain", cu, end)
+            raw, main = bench.rows()
+            back_started = time.perf_counter()
+            from ghtrader_assets.reader import read_ticks
 
-        # 2. the same work without Dagster; also collect the frames for the ceiling and time the download
-        frames: list[pl.DataFrame] = []
-        download_s = 0.0
-        with QuestDBClient(settings) as qdb, TqSdkClient(TqSettings("sim", "sim")) as tq:
-            calendar = store.read_calendar(qdb)
-            schedule = {r.trading_day: r for r in store.read_schedule(qdb, VARIETY)}
-            sessions = Sessions.parse(tq.quote_info(f"KQ.m@{VARIETY}")["trading_time"])
-            started = time.perf_counter()
-            for day in days:
-                row = schedule[day]
-                result_day = chain.DayResult(VARIETY, day, row.main_contract, row.segment_id, True)
-                chain.fetch_underlying_day(tq, qdb, calendar, sessions, row, VARIETY, day, result_day, set())
-                chain.build_main_l5_day(qdb, calendar, row, VARIETY, day, result_day)
-                chain.index_day(qdb, calendar, row, VARIETY, day, result_day)
-            direct_s = time.perf_counter() - started
-            for day in days:
-                frame, seconds = timed(tq.ticks, schedule[day].main_contract, day)
-                download_s += seconds
-                frames.append(with_seq(with_row_hash(frame)).with_columns(
-                    pl.from_epoch("datetime_ns", time_unit="ns").alias("ts"),
-                    pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day")).select(store.RAW_FRAME_COLUMNS))
-
-        # 3. the ceiling: bare Sender.dataframe, same frames, into an identical table
-        ceiling = Table("bench_ceiling_ticks", RAW_TICKS.columns, RAW_TICKS.dedup_keys)
-        with QuestDBClient(settings) as qdb:
-            qdb.bootstrap([ceiling])
-            pdfs = [f.to_pandas(use_pyarrow_extension_array=True) for f in frames]
-            started = time.perf_counter()
-            with Sender.from_conf(f"http::addr=127.0.0.1:{settings.http_port};auto_flush=off;") as sender:
-                for pdf in pdfs:
-                    sender.dataframe(pdf, table_name=ceiling.name, symbols=["symbol"], at="ts")
-                    sender.flush()
-            qdb.wait_for_wal(ceiling)
-            ceiling_s = time.perf_counter() - started
-        ceiling_rows = sum(f.height for f in frames)
-
-        # 4. read-back
-        back, read_s = timed(read_ticks, f"KQ.m@{VARIETY}", days[0], days[-1], settings=settings)
+            back = read_ticks(f"KQ.m@{cu}", START, end, settings=settings)
+            read_s = time.perf_counter() - back_started
+            bench.empty_tables()
+            store_s, store_rows = store_alone(bench, cu, frames_dir)
+            ceiling_s, ceiling_rows = ceiling(bench, frames_dir)
+            by_length[n] = {"download": download, "direct": direct, "chain": chain, "rows": raw + main,
+                            "store_s": store_s, "store_rows": store_rows, "ceiling_s": ceiling_s,
+                            "ceiling_rows": ceiling_rows, "read_rows": back.height, "read_s": read_s}
+            say(f"{cu}, {n} trading days {START}..{end}: {raw:,} raw + {main:,} main_l5 rows")
+            say(f"  1. download alone                {download['seconds']:8.1f} s")
+            say(f"  2. chain (Dagster backfill)      {chain['seconds']:8.1f} s   chain / download = "
+                f"{chain['seconds'] / download['seconds']:.3f}   (goal <= 1.15)")
+            store_rps, ceiling_rps = store_rows / store_s, ceiling_rows / ceiling_s
+            say(f"  3. store alone, pre-fetched      {store_s:8.1f} s   {store_rps:,.0f} rows/s; bare Sender.dataframe "
+                f"{ceiling_rps:,.0f} rows/s; ratio {store_rps / ceiling_rps:.3f}   (goal >= 0.5)")
+            say(f"  4. without Dagster (run_days)    {direct['seconds']:8.1f} s   Dagster overhead share "
+                f"{max(0.0, 1 - direct['seconds'] / chain['seconds']):.3f}   (goal <= 0.05)")
+            say(f"  6. run process peak RSS          {chain['rss_mb']:8.0f} MiB (without Dagster {direct['rss_mb']:.0f} MiB)")
+            say(f"  7. read-back (read_ticks)        {read_s:8.1f} s   {back.height / read_s:,.0f} rows/s")
+        # 5. two varieties side by side, each with its own simulator, over the first length
+        end = ends[0]
+        bench.empty_tables()
+        started = time.perf_counter()
+        runs = [bench.launch("chain", v, end) for v in VARIETIES]
+        results = [bench.result(p) for p in runs]
+        both_s = time.perf_counter() - started
+        both_rows = sum(bench.rows())
+        first = by_length[min(by_length)]
+        one_rps = first["rows"] / first["chain"]["seconds"]
+        say(f"  5. {' + '.join(VARIETIES)} in two parallel runs: {both_rows:,} rows in {both_s:.1f} s "
+            f"(runs {', '.join(format(r['seconds'], '.1f') for r in results)} s) = {both_rows / both_s:,.0f} rows/s; "
+            f"one variety {one_rps:,.0f} rows/s; ratio {both_rows / both_s / one_rps:.3f}   (goal >= 1.5)")
     finally:
         server.stop()
-        os.killpg(sim.pid, 15)
-
-    chain_rps = chain_rows / chain_s
-    ceiling_rps = ceiling_rows / ceiling_s
-    store_s = max(direct_s - download_s, 1e-9)
-    print(f"rows written by the chain   {chain_rows:>12,}  (raw {raw_rows:,} + main_l5 {main_rows:,} + index {index_rows:,})")
-    print(f"chain (Dagster backfill)    {chain_s:>10.1f} s  {chain_rps:>12,.0f} rows/s")
-    print(f"  of which TqSdk download   {download_s:>10.1f} s  ({download_s / direct_s:.0%} of the work without Dagster)")
-    print(f"chain without Dagster       {direct_s:>10.1f} s")
-    print(f"bare Sender.dataframe       {ceiling_s:>10.1f} s  {ceiling_rps:>12,.0f} rows/s  ({ceiling_rows:,} rows)")
-    print(f"read-back (read_ticks)      {read_s:>10.1f} s  {back.height / read_s:>12,.0f} rows/s  ({back.height:,} rows)")
-    print("ratios")
-    print(f"  chain rows/s / ceiling rows/s                     {chain_rps / ceiling_rps:.3f}")
-    print(f"  chain rows/s excluding the download / ceiling     {chain_rows / store_s / ceiling_rps:.3f}")
-    print(f"  Dagster overhead share of the backfill wall time  {max(0.0, 1 - direct_s / chain_s):.3f}")
-    print(f"  read-back rows/s / ceiling write rows/s           {back.height / read_s / ceiling_rps:.3f}")
+        for proc in procs:
+            os.killpg(proc.pid, 15)
+    out = Path(__file__).parent / "results" / f"futures_chain{'_quick' if args.quick else ''}.txt"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"(written to {out})")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 
 import polars as pl
 
-from ghtrader_assets.domain.calendar import CST, CalendarError, TradingCalendar, current_trading_day
+from ghtrader_assets.domain.calendar import CST, CalendarError, TradingCalendar, current_trading_day, is_final
 from ghtrader_assets.domain.schedule import (
     Revision,
     decidable_from,
@@ -26,10 +26,10 @@ from ghtrader_assets.domain.schedule import (
     disagreements,
     main_symbol,
     parse_variety,
-    roll_days,
 )
 from ghtrader_assets.domain.no_data import DEFAULT_MAX_RETRIES, next_retry, permanent_reason
-from ghtrader_assets.domain.session_history import SessionHistory
+from ghtrader_assets.domain.session_history import KNOWN_CHANGES, KNOWN_NIGHT_EXCEPTIONS, SessionHistory, load_session_file
+from ghtrader_assets.domain.symbols import has_l5_depth
 from ghtrader_assets.domain.sessions import Sessions
 from ghtrader_assets.domain.tick_cleaning import CleaningReport, clean_ticks
 from ghtrader_assets.domain.ticks import with_row_hash, with_seq
@@ -39,8 +39,6 @@ from ghtrader_assets.io.tqsdk_client import TqSdkClient, continuous_table, conti
 
 log = logging.getLogger(__name__)
 
-# Exchanges whose tick data carries five depth levels; elsewhere levels 2-5 are empty.
-L5_EXCHANGES = frozenset({"SHFE", "INE", "SSE", "SZSE"})
 SCHEDULE_SOURCES = ("backtest", "continuous_table", "open_interest")
 
 
@@ -79,7 +77,7 @@ def refresh_calendar(
         info = tq.quote_info(main_symbol(v))
         if not info["trading_time"]["day"]:
             raise ChainError(f"TqSdk has no trading_time for {main_symbol(v)}: is {v} a listed variety?")
-        store.write_sessions(qdb, v, info["trading_time"], local_now.date(), v.split(".")[0] in L5_EXCHANGES)
+        store.write_sessions(qdb, v, info["trading_time"], local_now.date(), has_l5_depth(v))
         sessions[v] = info["trading_time"]
     return CalendarResult(calendar, days, current, sessions)
 
@@ -93,6 +91,30 @@ def _fetch_calendar(tq: TqSdkClient, start: date, end: date) -> TradingCalendar:
             return tq.trading_calendar(start, date(end.year - 1, 12, 31))
         raise
 
+
+
+# -- sessions ------------------------------------------------------------------------------------------
+def session_opens(qdb: QuestDBClient, variety: str) -> tuple[time | None, time]:
+    """The variety's night open (None without night session) and day open, from its latest capture."""
+    captures = store.read_session_captures(qdb, variety)
+    if not captures:
+        return time(21, 0), time(9, 0)
+    sessions = Sessions.parse(captures[-1][1])
+    night = time.fromisoformat(sessions.night[0].label()[:8]) if sessions.night else None
+    return night, time.fromisoformat(sessions.day[0].label()[:8])
+
+
+def session_history(qdb: QuestDBClient, variety: str, extra_file: str) -> SessionHistory:
+    """Every captured trading_time of the variety, the known past changes and the user's file."""
+    captures = store.read_session_captures(qdb, variety)
+    if not captures:
+        raise ChainError(f"no session metadata for {variety}: materialize trading_days first")
+    changes, exceptions = list(KNOWN_CHANGES), list(KNOWN_NIGHT_EXCEPTIONS)
+    if extra_file:
+        more_changes, more_exceptions = load_session_file(extra_file)
+        changes += more_changes
+        exceptions += more_exceptions
+    return SessionHistory.build(variety, captures, changes, exceptions)
 
 
 # -- main_schedule --------------------------------------------------------------------------------------
@@ -497,8 +519,3 @@ def verify_index(qdb: QuestDBClient, calendar: TradingCalendar, symbol: str, kin
             continue
         problems += [f"{symbol} {day} {kind}: {k} index={entry[k]} stored={v}" for k, v in stats.items() if entry[k] != v]
     return problems
-
-
-def is_final(calendar: TradingCalendar, day: date, now: datetime) -> bool:
-    """A trading day is final once the next one has begun (18:00 Beijing on the day)."""
-    return day < current_trading_day(calendar, now)

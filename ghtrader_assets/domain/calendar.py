@@ -110,3 +110,20 @@ def current_trading_day(calendar: TradingCalendar, now: datetime) -> date:
     if local.time() >= NIGHT_START or not calendar.is_trading_day(d):
         return calendar.next_trading_day(d)
     return d
+
+
+def is_final(calendar: TradingCalendar, day: date, now: datetime) -> bool:
+    """A trading day is final once the next one has begun (18:00 Beijing on the day)."""
+    return day < current_trading_day(calendar, now)
+
+
+def due_days(calendar: TradingCalendar, now: datetime, update_at: time, start: date, lookback: int) -> list[date]:
+    """Trading days whose data should be in by `now`: every trading day D from `start` whose update time
+    (D at `update_at` Beijing) has passed, limited to the last `lookback` of them. Holidays and weekends
+    add nothing, so evaluating on them requests nothing new."""
+    local = now.astimezone(CST)
+    last = min(local.date(), calendar.last)
+    if last < start:
+        return []
+    days = [d for d in calendar.between(max(start, calendar.first), last) if datetime.combine(d, update_at, CST) <= local]
+    return days[-lookback:]

@@ -8,41 +8,15 @@ new days never changes the rows of days already scheduled.
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from ghtrader_assets.domain.calendar import CST
-
-_VARIETY = re.compile(r"^(SHFE|DCE|CZCE|CFFEX|INE|GFEX)\.([A-Za-z]{1,4})$")
-_CONTRACT = re.compile(r"^(SHFE|DCE|CZCE|CFFEX|INE|GFEX)\.([A-Za-z]{1,4})(\d{3,4})$")
-
+from ghtrader_assets.domain.symbols import main_symbol, parse_contract, parse_variety  # noqa: F401 - re-exported
 
 class ScheduleError(ValueError):
     """A schedule that cannot be built from the given input."""
-
-
-def parse_variety(variety: str) -> tuple[str, str]:
-    """'SHFE.cu' -> ('SHFE', 'cu'); anything else (unknown exchange, metacharacters) is an error."""
-    m = _VARIETY.fullmatch(variety) if isinstance(variety, str) else None
-    if not m:
-        raise ScheduleError(f"not a futures variety of the form EXCHANGE.product (e.g. SHFE.cu): {variety!r}")
-    return m.group(1), m.group(2)
-
-
-def parse_contract(contract: str) -> tuple[str, str, str]:
-    """'SHFE.cu2403' -> ('SHFE', 'cu', '2403'); validated so it can be used in SQL and paths."""
-    m = _CONTRACT.fullmatch(contract) if isinstance(contract, str) else None
-    if not m:
-        raise ScheduleError(f"not a futures contract of the form EXCHANGE.productYYMM: {contract!r}")
-    return m.group(1), m.group(2), m.group(3)
-
-
-def main_symbol(variety: str) -> str:
-    """The continuous main series of a variety: 'SHFE.cu' -> 'KQ.m@SHFE.cu'."""
-    parse_variety(variety)
-    return f"KQ.m@{variety}"
 
 
 @dataclass(frozen=True)

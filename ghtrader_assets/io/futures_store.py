@@ -17,7 +17,8 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 
 from ghtrader_assets.domain.calendar import TradingCalendar
-from ghtrader_assets.domain.schedule import ScheduleRow, main_symbol, parse_contract, parse_variety
+from ghtrader_assets.domain.schedule import ScheduleRow
+from ghtrader_assets.domain.symbols import check_symbol, main_symbol, parse_contract, parse_variety
 from ghtrader_assets.domain.sessions import Sessions, trading_time_json
 from ghtrader_assets.domain.ticks import L2_TO_L5_PRICE_COLUMNS, TICK_COLUMNS, answer_hash, hash_aggregates, l5_present
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBError
@@ -32,7 +33,6 @@ from ghtrader_assets.io.questdb_schema import (  # noqa: F401 - re-exported for 
     Table,
 )
 
-_SYMBOL = re.compile(r"^(KQ\.m@)?(SHFE|DCE|CZCE|CFFEX|INE|GFEX)\.[A-Za-z]{1,4}\d{0,4}$")
 KINDS = {"raw": RAW_TICKS, "main_l5": MAIN_L5_TICKS}
 # Rows a rewrite replaced move to this symbol prefix (`~SHFE.cu2403`): out of every per-symbol read,
 # still on disk as the record of what the provider served before.
@@ -40,13 +40,6 @@ RETIRED_PREFIX = "~"
 # What a caller hands `replace_raw_day`: every raw column but answer_hash, which the store derives.
 RAW_FRAME_COLUMNS = tuple(c for c in RAW_TICKS.column_names if c != "answer_hash")
 PROVISIONAL = "+provisional"  # suffix of `source` on schedule rows computed before the source could answer
-
-
-def check_symbol(symbol: str) -> str:
-    """A contract ('SHFE.cu2403') or main series ('KQ.m@SHFE.cu'); anything else is refused."""
-    if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
-        raise ValueError(f"not a futures contract or KQ.m@ main symbol: {symbol!r}")
-    return symbol
 
 
 def _midnight(day: date) -> datetime:

@@ -12,8 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from ghtrader_assets.domain.calendar import CST, TradingCalendar
+from ghtrader_assets.domain.symbols import main_symbol
 from ghtrader_assets.domain.ticks import DEPTH_COLUMNS, TICK_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class TqSdkClient:
                         auth=TqAuth(self.settings.user, self.settings.password), disable_print=True)
             changes: list[tuple[int, str]] = []
             try:
-                quote = api.get_quote(f"KQ.m@{variety}")
+                quote = api.get_quote(main_symbol(variety))
                 initial = quote.underlying_symbol
                 try:
                     while True:
@@ -217,7 +217,7 @@ class TqSdkClient:
             finally:
                 api.close()
             if not initial:
-                raise TqSdkError(f"KQ.m@{variety} has no underlying_symbol at {start}: unknown variety?")
+                raise TqSdkError(f"{main_symbol(variety)} has no underlying_symbol at {start}: unknown variety?")
             return MainEvents(initial, tuple(changes))
 
         return self._with_retries(f"main-contract backtest {variety} {start}..{end}", run)
@@ -337,12 +337,3 @@ def _is_auth_failure(exc: BaseException) -> bool:
 def _short(exc: BaseException | None) -> str:
     text = " ".join(str(exc).split()) if exc else "unknown error"
     return (text[:300] + "...") if len(text) > 300 else text or type(exc).__name__
-
-
-@contextmanager
-def tq_session(settings: TqSettings) -> Iterator[TqSdkClient]:
-    client = TqSdkClient(settings)
-    try:
-        yield client
-    finally:
-        client.close()

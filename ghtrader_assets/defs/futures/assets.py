@@ -3,7 +3,7 @@
 
 import time
 from contextlib import closing
-from datetime import date, time as dtime
+from datetime import date
 
 import dagster as dg
 
@@ -13,14 +13,9 @@ from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResourc
 from ghtrader_assets.defs.futures.staleness import stale_partitions
 from ghtrader_assets.defs.resources import QuestDBResource
 from ghtrader_assets.defs.run_queue import claim_run_limits
-from ghtrader_assets.domain.schedule import main_symbol
-from ghtrader_assets.domain.sessions import Sessions
-from ghtrader_assets.domain.session_history import (
-    KNOWN_CHANGES,
-    KNOWN_NIGHT_EXCEPTIONS,
-    SessionHistory,
-    load_session_file,
-)
+from ghtrader_assets.domain.schedule import roll_days
+from ghtrader_assets.domain.symbols import main_symbol
+from ghtrader_assets.domain.session_history import SessionHistory
 from ghtrader_assets.io import futures_store as store
 
 UNDERLYING_TICKS = dg.AssetKey("underlying_ticks")
@@ -95,9 +90,9 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
             days = [date.fromisoformat(k) for k in context.instance.get_dynamic_partitions(TRADING_DAY.name)]
             result = chain.refresh_schedule(
                 tqsdk.client(), qdb, variety, calendar, sorted(days), futures.schedule_source, config.rebuild,
-                futures.schedule_rules(config.confirm_revisions, *_opens(qdb, variety)),
+                futures.schedule_rules(config.confirm_revisions, *chain.session_opens(qdb, variety)),
             )
-        rolls = chain.roll_days(result.rows)
+        rolls = roll_days(result.rows)
         decided = [r for r in result.rows if not r.provisional]
         disagreements = chain.compare_with_continuous_table(variety, decided) if decided else []
         stale = stale_partitions(context.instance, variety, result.rows)
@@ -173,7 +168,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
 
             def session_history(variety: str) -> SessionHistory:
                 if variety not in sessions:
-                    sessions[variety] = _session_history(qdb, variety, futures.session_history_file)
+                    sessions[variety] = chain.session_history(qdb, variety, futures.session_history_file)
                 return sessions[variety]
 
             outcomes = closing(chain.run_days(tqsdk.session, qdb, calendar, [(p.variety, p.trading_day) for p in parts], steps,
@@ -215,29 +210,6 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
             )
 
     return [trading_days, main_schedule, futures_ticks]
-
-
-def _opens(qdb, variety: str) -> tuple[dtime | None, dtime]:
-    """The variety's night open (None without night session) and day open, from its latest capture."""
-    captures = store.read_session_captures(qdb, variety)
-    if not captures:
-        return dtime(21, 0), dtime(9, 0)
-    sessions = Sessions.parse(captures[-1][1])
-    night = dtime.fromisoformat(sessions.night[0].label()[:8]) if sessions.night else None
-    return night, dtime.fromisoformat(sessions.day[0].label()[:8])
-
-
-def _session_history(qdb, variety: str, extra_file: str) -> SessionHistory:
-    """Every captured trading_time of the variety, the known past changes and the user's file."""
-    captures = store.read_session_captures(qdb, variety)
-    if not captures:
-        raise chain.ChainError(f"no session metadata for {variety}: materialize trading_days first")
-    changes, exceptions = list(KNOWN_CHANGES), list(KNOWN_NIGHT_EXCEPTIONS)
-    if extra_file:
-        more_changes, more_exceptions = load_session_file(extra_file)
-        changes += more_changes
-        exceptions += more_exceptions
-    return SessionHistory.build(variety, captures, changes, exceptions)
 
 
 def _materializations(key: str, outcome: chain.DayOutcome, steps: chain.ChainSteps) -> list[dg.AssetMaterialization]:

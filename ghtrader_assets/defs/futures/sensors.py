@@ -10,26 +10,14 @@ from ghtrader_assets.defs.futures.partitions import TRADING_DAY, VarietyDay
 from ghtrader_assets.defs.futures.resources import FuturesSettings
 from ghtrader_assets.defs.futures.staleness import stale_partitions
 from ghtrader_assets.defs.resources import QuestDBResource
-from ghtrader_assets.domain.calendar import CST, CalendarError, TradingCalendar, current_trading_day
-from ghtrader_assets.domain.schedule import parse_contract
+from ghtrader_assets.domain.calendar import CST, CalendarError, due_days, is_final
+from ghtrader_assets.domain.symbols import variety_of
 from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBError
 
 SENSOR_TAG = "ghtrader/request"
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
-
-
-def due_days(calendar: TradingCalendar, now: datetime, update_at: time, start: date, lookback: int) -> list[date]:
-    """Trading days whose data should be in by `now`: every trading day D from `start` whose update time
-    (D at `update_at` Beijing) has passed, limited to the last `lookback` of them. Holidays and weekends
-    add nothing, so evaluating on them requests nothing new."""
-    local = now.astimezone(CST)
-    last = min(local.date(), calendar.last)
-    if last < start:
-        return []
-    days = [d for d in calendar.between(max(start, calendar.first), last) if datetime.combine(d, update_at, CST) <= local]
-    return days[-lookback:]
 
 
 CALENDAR_JOB = dg.define_asset_job("futures_calendar", selection=["trading_days"])
@@ -92,13 +80,13 @@ def build_daily_update_sensor(varieties: tuple[str, ...]) -> dg.SensorDefinition
                     continue
                 for day in days:
                     key = str(VarietyDay(day, variety).key)
-                    final = day < current_trading_day(calendar, now)
+                    final = is_final(calendar, day, now)
                     # Done, unless it was stored while unfinished and the day has closed since.
                     if key in done and not (final and _was_unfinished(context.instance, key)):
                         continue
                     wanted.setdefault(key, set()).update(TICK_ASSETS)
                 for contract, day in retries:
-                    if variety == _variety_of(contract) and day in rows and rows[day].main_contract == contract:
+                    if variety == variety_of(contract) and day in rows and rows[day].main_contract == contract:
                         wanted.setdefault(str(VarietyDay(day, variety).key), set()).update(TICK_ASSETS)
                 watched = [rows[d] for v, d in cursor.watched() if v == variety and d in rows]
                 stale = {s.key: s for s in stale_partitions(context.instance, variety, watched)}
@@ -178,10 +166,6 @@ def _due_retries(records: list[dict], now: datetime) -> list[tuple[str, date]]:
     return [(r["symbol"], r["day"]) for r in records
             if r["status"] != "permanent" and (r["next_retry"] is None or r["next_retry"] <= now)]
 
-
-def _variety_of(contract: str) -> str:
-    exchange, product, _ = parse_contract(contract)
-    return f"{exchange}.{product}"
 
 
 def _was_unfinished(instance: dg.DagsterInstance, partition: str) -> bool:

@@ -1,0 +1,67 @@
+"""Futures identity rules, in one place: the exchanges, the grammar of a variety ('SHFE.cu'), a contract
+('SHFE.cu2403') and the main series ('KQ.m@SHFE.cu'), and which exchanges publish five depth levels.
+
+Every symbol that reaches SQL text or a path is checked here first.
+"""
+
+from __future__ import annotations
+
+import re
+
+EXCHANGES = ("SHFE", "DCE", "CZCE", "CFFEX", "INE", "GFEX")
+# Exchanges whose tick data carries five depth levels; elsewhere levels 2-5 are empty.
+L5_EXCHANGES = frozenset({"SHFE", "INE", "SSE", "SZSE"})
+MAIN_PREFIX = "KQ.m@"  # TqSdk's continuous main series of a variety
+
+_EXCHANGE = "|".join(EXCHANGES)
+_VARIETY = re.compile(rf"^({_EXCHANGE})\.([A-Za-z]{{1,4}})$")
+_CONTRACT = re.compile(rf"^({_EXCHANGE})\.([A-Za-z]{{1,4}})(\d{{3,4}})$")
+
+
+class SymbolError(ValueError):
+    """Not a futures variety, contract or main series of the accepted grammar."""
+
+
+def parse_variety(variety: str) -> tuple[str, str]:
+    """'SHFE.cu' -> ('SHFE', 'cu'); anything else (unknown exchange, metacharacters) is an error."""
+    m = _VARIETY.fullmatch(variety) if isinstance(variety, str) else None
+    if not m:
+        raise SymbolError(f"not a futures variety of the form EXCHANGE.product (e.g. SHFE.cu): {variety!r}")
+    return m.group(1), m.group(2)
+
+
+def parse_contract(contract: str) -> tuple[str, str, str]:
+    """'SHFE.cu2403' -> ('SHFE', 'cu', '2403'); validated so it can be used in SQL and paths."""
+    m = _CONTRACT.fullmatch(contract) if isinstance(contract, str) else None
+    if not m:
+        raise SymbolError(f"not a futures contract of the form EXCHANGE.productYYMM: {contract!r}")
+    return m.group(1), m.group(2), m.group(3)
+
+
+def variety_of(contract: str) -> str:
+    """'SHFE.cu2403' -> 'SHFE.cu'."""
+    exchange, product, _ = parse_contract(contract)
+    return f"{exchange}.{product}"
+
+
+def main_symbol(variety: str) -> str:
+    """The continuous main series of a variety: 'SHFE.cu' -> 'KQ.m@SHFE.cu'."""
+    parse_variety(variety)
+    return f"{MAIN_PREFIX}{variety}"
+
+
+def has_l5_depth(variety: str) -> bool:
+    """Whether the variety's exchange publishes depth levels 2-5."""
+    return parse_variety(variety)[0] in L5_EXCHANGES
+
+
+def check_symbol(symbol: str) -> str:
+    """A contract ('SHFE.cu2403') or main series ('KQ.m@SHFE.cu'); anything else is refused."""
+    try:
+        if isinstance(symbol, str) and symbol.startswith(MAIN_PREFIX):
+            parse_variety(symbol[len(MAIN_PREFIX):])
+        else:
+            parse_contract(symbol)
+    except SymbolError:
+        raise SymbolError(f"not a futures contract or {MAIN_PREFIX} main symbol: {symbol!r}") from None
+    return symbol
