@@ -7,10 +7,8 @@ import time
 from datetime import date, datetime
 from datetime import time as dtime
 
-time_of_day = dtime.fromisoformat
-
-from .market import Faults, MarketConfig
-from .server import TqSimServer
+from ghtrader_assets.sim.tq.market import Faults, MarketConfig
+from ghtrader_assets.sim.tq.server import TqSimServer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--density", type=float, default=0.25)
     p.add_argument("--far-density", type=float, default=0.05)
     p.add_argument("--now", type=datetime.fromisoformat, default=None, help="naive Beijing time; default end 17:00")
-    p.add_argument("--publish-time", type=time_of_day, default=dtime(20, 0),
+    p.add_argument("--publish-time", type=dtime.fromisoformat, default=dtime(20, 0),
                    help="Beijing time the next trading day's continuous-table row is published")
     p.add_argument("--username", default="sim")
     p.add_argument("--password", default="sim")

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import calendar as cal
-from .specs import NS, SPECS, VarietySpec, hms_ns, midnight_ns, ns_to_bj_str
+from ghtrader_assets.sim.tq import calendar as cal
+from ghtrader_assets.sim.tq.specs import NS, SPECS, VarietySpec, hms_ns, midnight_ns, ns_to_bj_str
 
 TICK_NS = NS // 2  # exchanges publish at most one snapshot per 500 ms
 _OI_BASE = {"SHFE.cu": 200_000, "SHFE.rb": 2_000_000, "DCE.m": 1_500_000, "CFFEX.IF": 150_000}

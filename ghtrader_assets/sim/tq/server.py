@@ -13,8 +13,8 @@ from typing import Any
 import jwt
 from aiohttp import WSMsgType, web
 
-from .market import MarketConfig, SimMarket
-from .protocol import MdSession
+from ghtrader_assets.sim.tq.market import MarketConfig, SimMarket
+from ghtrader_assets.sim.tq.protocol import MdSession
 
 TOKEN_PATH = "/auth/realms/shinnytech/protocol/openid-connect/token"
 GRANT_PATH = "/auth/realms/shinnytech/rest/get-grant/tq"
