@@ -56,6 +56,8 @@ class MarketConfig:
     session_changes: tuple[tuple[str, date, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], ...] = ()
     username: str = "sim"
     password: str = "sim"
+    # The account's grants in its auth token: tick and kline downloads need "tq_dl" (the professional version).
+    features: tuple[str, ...] = ("futr", "tq_dl", "sec", "lmt_idx", "tq_ma", "adv", "opt", "cmb")
     host: str = "127.0.0.1"
     port: int = 0
 
