@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from ghtrader_assets.doctor.report import Check, describe, fail, ok, skip
 from ghtrader_assets.ibkr_settings import resolve
@@ -75,7 +74,7 @@ def _connect_failed(where: str, client_id: int, exc: BaseException, events: list
 
 
 @contextmanager
-def _quiet_vendor_logs() -> Iterator[Any]:
+def _quiet_vendor_logs() -> Iterator[None]:
     """ib_insync logs a refused connection at ERROR on stderr; the check line says it once."""
     loggers = [logging.getLogger(name) for name in _VENDOR_LOGS]
     levels = [logger.level for logger in loggers]

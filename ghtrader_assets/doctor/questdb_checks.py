@@ -40,8 +40,8 @@ def _http(client: QuestDBClient) -> Check:
         client.export("SELECT 1 AS ok")
     except QuestDBError as exc:
         return fail("questdb.http", str(exc),
-                    f"start QuestDB (`ghtrader-assets questdb start`) or point QUESTDB_HOST/QUESTDB_HTTP_PORT at it; "
-                    f"a 401 means QUESTDB_USER/QUESTDB_PASSWORD differ from the server's http.user/http.password")
+                    "start QuestDB (`ghtrader-assets questdb start`) or point QUESTDB_HOST/QUESTDB_HTTP_PORT at it; "
+                    "a 401 means QUESTDB_USER/QUESTDB_PASSWORD differ from the server's http.user/http.password")
     return ok("questdb.http", f"{url} answers (ILP writes, exports)")
 
 
@@ -57,16 +57,16 @@ def _pgwire(client: QuestDBClient) -> Check:
 
 
 def _schema(client: QuestDBClient) -> Check:
-    present = set(client.query("SELECT table_name FROM tables()")["table_name"].to_list())
+    """Every table and column of questdb_schema (what the bootstrap creates), from one catalogue query."""
+    rows = client.query("SELECT table_name, column_name FROM information_schema.columns()").rows()
+    present: dict[str, set[str]] = {}
+    for table_name, column_name in rows:
+        present.setdefault(table_name, set()).add(column_name)
     missing = [t.name for t in ALL_TABLES if t.name not in present]
     if missing:
         return fail("questdb.schema", f"missing tables: {', '.join(missing)}", _CREATE_SCHEMA)
-    short: list[str] = []
-    for table in ALL_TABLES:
-        columns = set(client.query(f"SELECT \"column\" FROM table_columns('{table.name}')")["column"].to_list())
-        lacking = [name for name in table.column_names if name not in columns]
-        if lacking:
-            short.append(f"{table.name} lacks {', '.join(lacking)}")
+    short = [f"{t.name} lacks {', '.join(c for c in t.column_names if c not in present[t.name])}"
+             for t in ALL_TABLES if not set(t.column_names) <= present[t.name]]
     if short:
         return fail("questdb.schema", "; ".join(short), _CREATE_SCHEMA)
     return ok("questdb.schema", f"all {len(ALL_TABLES)} tables with every column")
@@ -79,6 +79,6 @@ def _wal(client: QuestDBClient) -> Check:
     if suspended:
         first = suspended[0]
         return fail("questdb.wal", f"WAL apply suspended: {', '.join(suspended)} (writes are accepted, never applied)",
-                    f"find the cause in the QuestDB log (disk full, permissions...), fix it, then "
+                    "find the cause in the QuestDB log (disk full, permissions...), fix it, then "
                     f"`ALTER TABLE {first} RESUME WAL` for each table")
     return ok("questdb.wal", f"no suspended WAL table among {len(ours & {name for name, _ in rows})}")

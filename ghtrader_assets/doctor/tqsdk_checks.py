@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ghtrader_assets.domain.calendar import CST
 from ghtrader_assets.doctor.report import Check, describe, fail, ok, skip
+from ghtrader_assets.domain.calendar import CST
 from ghtrader_assets.io.tqsdk_client import (TqSdkAuthError, TqSdkClient, TqSdkError, TqSettings,
                                              continuous_table_varieties)
 
