@@ -1,4 +1,4 @@
-"""Operator commands: the demo run, the local QuestDB server, the simulators and the IBKR stages."""
+"""Operator commands: the demo run, the local QuestDB server, the simulators, the IBKR stages and the doctor."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "ghtrader_assets.io.questdb_server",
     "ghtrader_assets.ibkr_cli",
     "ghtrader_assets.sim.demo",
+    "ghtrader_assets.doctor",
 )
 
 

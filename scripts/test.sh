@@ -3,7 +3,7 @@
 # The tests start their own QuestDB server and simulators on free local ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --dev   # runtime plus the dev group (pytest, pytest-timeout, playwright)
 bash scripts/install-test-deps.sh   # chromium (UI check) and postgresql (shared-instance test), from apt
 # Tests choose their own servers: never the developer's configured QuestDB.
 unset QUESTDB_HOST QUESTDB_HTTP_PORT QUESTDB_PG_PORT

@@ -17,6 +17,7 @@ from ib_insync import IB, Contract, Option, Stock
 
 from ghtrader_assets.sim.ib import GatewaySim, OptionSpec, SimUniverse
 from ghtrader_assets.sim.ib import calendar as cal
+from ghtrader_assets.sim.ib.config import FARM_BROKEN
 from ghtrader_assets_tests.fixtures.ib_sim import SIM_AS_OF
 
 Errors = list[tuple[int, int, str]]
@@ -62,6 +63,13 @@ def test_connect_full_sync(ib_gateway: GatewaySim, connect: Callable[..., tuple[
     assert ib.client.serverVersion() == 176
     assert ib.reqCurrentTime() == SIM_AS_OF
     assert {e[1] for e in errors} == {2104, 2106, 2158}  # farm-OK warnings like a real gateway
+
+
+def test_broken_farms_are_reported(ib_gateway_factory: Callable[..., GatewaySim],
+                                   connect: Callable[..., tuple[IB, Errors]]) -> None:
+    ib, errors = connect(ib_gateway_factory(farm_status=FARM_BROKEN), readonly=True)
+    assert ib.isConnected()  # the API session is up; only the gateway's links to IB's farms are down
+    assert [(e[0], e[1]) for e in errors] == [(-1, 2103), (-1, 2105), (-1, 2157)]
 
 
 def test_duplicate_client_id_is_refused(ib_gateway: GatewaySim, connect: Callable[..., tuple[IB, Errors]]) -> None:

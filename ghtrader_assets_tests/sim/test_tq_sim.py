@@ -51,6 +51,14 @@ def test_wrong_password_is_rejected(tq_sim: TqSimServer) -> None:
         TqApi(auth=TqAuth(tq_sim.cfg.username, "wrong"), disable_print=True)
 
 
+def test_account_grants_come_from_the_config(tq_sim_factory: Callable[..., TqSimServer]) -> None:
+    srv = tq_sim_factory(features=("futr",))
+    with tq_env(srv, clear_cache=False):
+        auth = TqAuth(srv.cfg.username, srv.cfg.password)
+        auth.login()
+    assert auth._has_feature("futr") and not auth._has_feature("tq_dl")  # TqSdk's own check before downloads
+
+
 def test_backtest_sees_every_roll(tq_sim: TqSimServer) -> None:
     m = tq_sim.market
     start, end = m.trading_days()[0], m.trading_days()[-1]

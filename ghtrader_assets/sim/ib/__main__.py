@@ -7,7 +7,7 @@ import logging
 import threading
 from datetime import UTC, datetime
 
-from ghtrader_assets.sim.ib.config import DEFAULT_SYMBOLS, GatewayConfig
+from ghtrader_assets.sim.ib.config import DEFAULT_SYMBOLS, FARM_BROKEN, FARM_OK, GatewayConfig
 from ghtrader_assets.sim.ib.server import GatewaySim
 
 
@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
     p.add_argument("--hang-requests", type=_ints, default=(), help="comma-separated request numbers never answered")
     p.add_argument("--pacing-storm", type=_ints, default=None, metavar="AFTER,COUNT")
     p.add_argument("--blip", default=None, metavar="AFTER,SECONDS", help="send 1100, then 1102 SECONDS later")
+    p.add_argument("--farms-broken", action="store_true",
+                   help="report the market-data farms broken (2103/2105/2157) instead of OK (2104/2106/2158)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO)
@@ -50,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         illiquid_fraction=a.illiquid_fraction, drop_after_requests=a.drop_after, hang_conids=a.hang_conids,
         hang_requests=a.hang_requests,
         pacing_storm=(a.pacing_storm[0], a.pacing_storm[1]) if a.pacing_storm else None,
-        connectivity_blip=blip,
+        connectivity_blip=blip, farm_status=FARM_BROKEN if a.farms_broken else FARM_OK,
     )
 
 

@@ -9,6 +9,20 @@ DEFAULT_SYMBOLS: tuple[str, ...] = (
     "AAPL", "MSFT", "SPY", "QQQ", "NVDA", "AMZN", "TSLA", "META", "GOOGL", "IWM", "AMD", "NFLX",
 )
 
+# The market-data farm messages a gateway sends each client right after the API handshake (error events with
+# reqId -1): 2104/2106/2158 say the market data, historical data (HMDS) and sec-def farms are connected ...
+FARM_OK: tuple[tuple[int, str], ...] = (
+    (2104, "Market data farm connection is OK:usfarm"),
+    (2106, "HMDS data farm connection is OK:ushmds"),
+    (2158, "Sec-def data farm connection is OK:secdefnj"),
+)
+# ... and 2103/2105/2157 that they are broken (the gateway is up, its link to IB's servers is not).
+FARM_BROKEN: tuple[tuple[int, str], ...] = (
+    (2103, "Market data farm connection is broken:usfarm"),
+    (2105, "HMDS data farm connection is broken:ushmds"),
+    (2157, "Sec-def data farm connection is broken:secdefnj"),
+)
+
 
 @dataclass(frozen=True)
 class GatewayConfig:
@@ -20,6 +34,7 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0 picks a free port
     account: str = "DU1234567"
+    farm_status: tuple[tuple[int, str], ...] = FARM_OK  # (code, text) sent to every client after the handshake
     # data universe
     illiquid_fraction: float = 0.1  # share of far-OTM options per (expiry, right) that never trade
     weekly_expiries: int = 6  # weeklies are listed this many weeks ahead

@@ -23,8 +23,6 @@ NO_SECDEF = "No security definition has been found for the request"
 LOST = "Connectivity between IB and Trader Workstation has been lost."
 RESTORED = "Connectivity between IB and Trader Workstation has been restored - data maintained."
 CHAIN_EXCHANGES = ("SMART", "CBOE", "AMEX", "ISE", "PHLX")
-FARM_OK = ((2104, "Market data farm connection is OK:usfarm"), (2106, "HMDS data farm connection is OK:ushmds"),
-           (2158, "Sec-def data farm connection is OK:secdefnj"))
 
 
 @dataclass
@@ -221,7 +219,7 @@ class GatewaySim:
             return
         conn.client_id = client_id
         conn.send(wire.reply("next_valid_id", 1) + wire.reply("managed_accounts", self.config.account))
-        for code, text in FARM_OK:
+        for code, text in self.config.farm_status:
             self._error(conn, -1, code, text)
 
     @staticmethod

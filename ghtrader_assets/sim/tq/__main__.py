@@ -7,10 +7,8 @@ import time
 from datetime import date, datetime
 from datetime import time as dtime
 
-time_of_day = dtime.fromisoformat
-
-from .market import Faults, MarketConfig
-from .server import TqSimServer
+from ghtrader_assets.sim.tq.market import Faults, MarketConfig
+from ghtrader_assets.sim.tq.server import TqSimServer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,10 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--density", type=float, default=0.25)
     p.add_argument("--far-density", type=float, default=0.05)
     p.add_argument("--now", type=datetime.fromisoformat, default=None, help="naive Beijing time; default end 17:00")
-    p.add_argument("--publish-time", type=time_of_day, default=dtime(20, 0),
+    p.add_argument("--publish-time", type=dtime.fromisoformat, default=dtime(20, 0),
                    help="Beijing time the next trading day's continuous-table row is published")
     p.add_argument("--username", default="sim")
     p.add_argument("--password", default="sim")
+    p.add_argument("--features", default=",".join(MarketConfig.features),
+                   help="the account's grants, comma-separated (leave out tq_dl: an account without tick downloads)")
     p.add_argument("--drop-after", type=int, default=None, help="drop the websocket after N tick responses")
     p.add_argument("--stall-after", type=int, default=None, help="stop answering after N tick responses ...")
     p.add_argument("--stall-seconds", type=float, default=0.0, help="... for this many seconds")
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = MarketConfig(
         seed=a.seed, start=a.start, end=a.end, varieties=tuple(v for v in a.varieties.split(",") if v),
         density=a.density, far_density=a.far_density, now=a.now, publish_time=a.publish_time, username=a.username, password=a.password,
+        features=tuple(f for f in a.features.split(",") if f),
         host=a.host, port=a.port,
         faults=Faults(drop_after_tick_responses=a.drop_after, stall_after_tick_responses=a.stall_after,
                       stall_seconds=a.stall_seconds),

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from .market import SimMarket
-from .specs import NS, SPECS
+from ghtrader_assets.sim.tq.market import SimMarket
+from ghtrader_assets.sim.tq.specs import NS, SPECS
 
 _QUERY_SYMBOLS = re.compile(r"instrument_id:\s*\[([^\]]*)\]")
 

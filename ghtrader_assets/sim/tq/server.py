@@ -13,8 +13,8 @@ from typing import Any
 import jwt
 from aiohttp import WSMsgType, web
 
-from .market import MarketConfig, SimMarket
-from .protocol import MdSession
+from ghtrader_assets.sim.tq.market import MarketConfig, SimMarket
+from ghtrader_assets.sim.tq.protocol import MdSession
 
 TOKEN_PATH = "/auth/realms/shinnytech/protocol/openid-connect/token"
 GRANT_PATH = "/auth/realms/shinnytech/rest/get-grant/tq"
@@ -24,7 +24,6 @@ CONT_PATH = "/continuous_table.json"
 INS_PATH = "/t/md/symbols/latest.json"
 CLOCK_PATH = "/sim/clock"  # GET: the clock; POST {"now": ISO time}: set it (tests in another process)
 _CST = timezone(timedelta(hours=8))
-FEATURES = ["futr", "tq_dl", "sec", "lmt_idx", "tq_ma", "adv", "opt", "cmb"]
 
 
 class TqSimServer:
@@ -142,7 +141,7 @@ class TqSimServer:
         claims: dict[str, Any] = {
             "exp": now + 86400, "iat": now, "iss": f"{self.base_url}/auth/realms/shinnytech", "aud": "shinny_tq",
             "sub": f"sim-{self.cfg.username}", "typ": kind, "preferred_username": self.cfg.username,
-            "grants": {"features": FEATURES, "accounts": ["*"], "otg_ids": "", "expiry_date": "0"},
+            "grants": {"features": list(self.cfg.features), "accounts": ["*"], "otg_ids": "", "expiry_date": "0"},
         }
         return jwt.encode(claims, "tq-sim-local-signing-key-not-a-secret-0123456789", algorithm="HS256")
 
