@@ -13,7 +13,7 @@ import pytest
 from ghtrader_assets.defs.futures.assets import build_futures_assets
 from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
 from ghtrader_assets.defs.resources import QuestDBResource
-from ghtrader_assets.domain.schedule import ScheduleError
+from ghtrader_assets.domain.symbols import SymbolError
 from ghtrader_assets.domain.ticks import L2_TO_L5_PRICE_COLUMNS
 from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
@@ -189,7 +189,7 @@ def test_a_provider_empty_day_is_recorded_and_stays_retriable(chain: ChainRun, t
 
 
 def test_unknown_varieties_are_refused_clearly(chain: ChainRun) -> None:
-    with pytest.raises(ScheduleError, match="not a futures variety"):
+    with pytest.raises(SymbolError, match="not a futures variety"):
         build_futures_assets(("SHFE.cu", "SHFE.cu'; DROP TABLE x"))
     assets = build_futures_assets(("SHFE.zz",))
     with tq_env(chain.srv):

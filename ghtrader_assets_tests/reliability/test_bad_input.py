@@ -17,7 +17,7 @@ from ghtrader_assets.defs.ibkr.assets import ibkr_contracts
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
 from ghtrader_assets.domain.calendar import CalendarError
 from ghtrader_assets.domain.run_summary import Status, read_stage_records
-from ghtrader_assets.domain.schedule import ScheduleError
+from ghtrader_assets.domain.symbols import SymbolError
 from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, parse_universe, read_universe, select_symbols
 from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars
 from ghtrader_assets.io.ib_gateway import GatewaySettings
@@ -49,13 +49,13 @@ def test_bad_varieties_at_definitions_build(monkeypatch: pytest.MonkeyPatch, fig
     from ghtrader_assets.definitions import configured_varieties
 
     for bad in BAD_VARIETIES:
-        with pytest.raises(ScheduleError):
+        with pytest.raises(SymbolError):
             variety_partitions((bad,))
         figures["bad_inputs"] += 1
         if bad.strip() in ("", "SHFE.cu"):
             continue  # items are stripped; an empty GHTRADER_VARIETIES means the default varieties
         monkeypatch.setenv("GHTRADER_VARIETIES", f"DCE.m,{bad}")
-        with pytest.raises(ScheduleError, match="not a futures variety") as err:
+        with pytest.raises(SymbolError, match="not a futures variety") as err:
             build_futures_defs(configured_varieties())
         assert repr(bad.strip()) in str(err.value), (bad, str(err.value))
         figures["bad_inputs"] += 1
@@ -64,7 +64,7 @@ def test_bad_varieties_at_definitions_build(monkeypatch: pytest.MonkeyPatch, fig
 def test_bad_partition_keys(chain: Chain, figures) -> None:
     for key in [f"2024-01-02|{v}" for v in BAD_VARIETIES if "|" not in v] + [
             "2024-13-01|SHFE.rb", "2024-01-02", "2024-01-02|SHFE.rb|x", "../../etc|SHFE.rb", "'; DROP|SHFE.rb"]:
-        with pytest.raises((ScheduleError, ValueError)) as err:
+        with pytest.raises(ValueError) as err:
             VarietyDay.parse(key)
         assert str(err.value), key
         figures["bad_inputs"] += 1
