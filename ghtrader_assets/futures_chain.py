@@ -508,7 +508,6 @@ def verify_index(qdb: QuestDBClient, calendar: TradingCalendar, symbol: str, kin
     if not days:
         return []
     stored = store.stats_by_day(qdb, kind, symbol, {d: calendar.bounds_ns(d) for d in days})
-    qdb.wait_for_wal(store.SYMBOL_DAY_INDEX)
     index = store.read_index(qdb, symbol, min(days), max(days), kind)
     entries = {ts.date(): row for ts, row in zip(index["ts"], index.iter_rows(named=True))} if index.height else {}
     problems = []

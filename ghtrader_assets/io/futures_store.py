@@ -317,7 +317,9 @@ def write_index_days(client: QuestDBClient, days: Sequence[tuple[DayWrite, dict,
 
 
 def read_index(client: QuestDBClient, symbol: str, start: date, end: date, kind: str) -> pl.DataFrame:
+    """The day index rows of `symbol` and kind over [start, end], every committed write included."""
     check_symbol(symbol)
+    client.wait_for_wal(SYMBOL_DAY_INDEX)
     return client.query(
         f"SELECT * FROM {SYMBOL_DAY_INDEX.name} WHERE symbol = %s AND ticks_kind = %s AND ts >= %s AND ts <= %s ORDER BY ts",
         (symbol, kind, _midnight(start), _midnight(end)),

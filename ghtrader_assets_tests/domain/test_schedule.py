@@ -11,8 +11,6 @@ from ghtrader_assets.domain.schedule import (
     day_contracts_from_events,
     day_contracts_from_open_interest,
     disagreements,
-    main_symbol,
-    parse_variety,
     roll_days,
 )
 
@@ -48,14 +46,6 @@ def test_open_interest_rule_switches_next_day_and_never_back() -> None:
     }
     got = day_contracts_from_open_interest(DAYS[:5], oi)
     assert [got[d] for d in DAYS[:5]] == ["SHFE.cu2402", "SHFE.cu2402", "SHFE.cu2403", "SHFE.cu2403", "SHFE.cu2404"]
-
-
-@pytest.mark.parametrize("bad", ["cu", "SHFE.cu;drop", "XXX.cu", "SHFE.", "shfe.cu", "SHFE.cu/../x", "SHFE.cu2403"])
-def test_bad_varieties_are_refused(bad: str) -> None:
-    with pytest.raises(ScheduleError, match="variety"):
-        parse_variety(bad)
-    with pytest.raises(ScheduleError):
-        main_symbol(bad)
 
 
 def test_disagreements() -> None:
