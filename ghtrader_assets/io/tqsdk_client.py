@@ -297,7 +297,22 @@ def _download_ticks(api: Any, contract: str, day: date, timeout_s: float) -> Any
             series._task.cancel()
             raise TqSdkError(f"tick download of {contract} {day} did not finish within {timeout_s:.0f}s")
         api.wait_update(deadline=time.time() + min(remaining, 5.0), _task=series._task)
-    return series.df
+    df = series.df
+    _forget_received_ticks(api, contract, end_ns)
+    return df
+
+
+def _forget_received_ticks(api: Any, contract: str, end_ns: int) -> None:
+    """Drop the session's copy of the ticks just downloaded. TqApi keeps every tick it received, as one
+    Python dict each (about 2 KB), for the life of the session: over a range backfill that is gigabytes.
+    Only ticks before the day's end go; a few the server sent past it stay, in case the next day's
+    download counts on them. A later download of the same day runs on a fresh session (see _with_retries)."""
+    serial = api._data.get("ticks", {}).get(contract, {})
+    data = serial.get("data") if hasattr(serial, "get") else None
+    if not data:
+        return
+    for key in [k for k, item in data.items() if 0 < item.get("datetime", 0) < end_ns]:
+        del data[key]
 
 
 def _quote_time_ns(text: str) -> int:

@@ -42,3 +42,31 @@ def test_two_processes_downloading_one_contract_keep_their_own_cache(tq_sim: TqS
     assert results[0]["cache_dir"] != results[1]["cache_dir"]
     assert not any(r["left"] for r in results)
     assert not (tmp_path / ".tqsdk" / "data_series_1").exists() or not os.listdir(tmp_path / ".tqsdk" / "data_series_1")
+
+
+KEPT = """
+import json, sys
+from datetime import date
+from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
+contract, days = sys.argv[1], [date.fromisoformat(d) for d in sys.argv[2:]]
+with TqSdkClient(TqSettings("sim", "sim")) as tq:
+    rows, kept = [], []
+    for day in days:
+        rows.append(tq.ticks(contract, day).height)
+        kept.append(len(tq.api()._data["ticks"][contract]["data"]))
+print(json.dumps({"rows": rows, "kept": kept}))
+"""
+
+
+def test_a_session_does_not_keep_the_ticks_it_downloaded(tq_sim: TqSimServer, tmp_path: Path) -> None:
+    """TqApi keeps every received tick for the session's life (gigabytes over a range); the client drops
+    them after each day, and every day, the same one again included, still arrives whole."""
+    days = [date(2024, 3, 11), date(2024, 3, 12), date(2024, 3, 13), date(2024, 3, 13), date(2024, 3, 14)]
+    contract = tq_sim.market.main_contract("SHFE.cu", days[0])
+    env = {**os.environ, **tq_sim.env(), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", KEPT, contract, *map(str, days)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["rows"] == [len(tq_sim.market.ticks(contract, d)) for d in days]
+    assert max(result["kept"]) <= 2000, result  # at most one chart window past the day's end
