@@ -84,6 +84,9 @@ class RunOptions:
     only_conids: Mapping[str, frozenset[int]] | None = None
 
 
+OVERLAP_DAYS: float = RunOptions.overlap / timedelta(days=1)  # the default overlap as the CLI and config give it
+
+
 @dataclass
 class SymbolOutcome:
     """Per-symbol result of a stage: counts by status, bars written, a symbol-level error, the

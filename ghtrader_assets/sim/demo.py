@@ -94,28 +94,28 @@ def run_ibkr_demo(
     host: str,
     port: int,
     symbols: Sequence[str] = ("AAPL", "MSFT", "SPY"),
-    root: Path = Path("data_test/raw/ib"),
-    state: Path = Path("state"),
-    client_id: int = 17,
+    root: Path | None = None,
+    state: Path | None = None,
+    client_id: int | None = None,
     scope: str = "demo",
     end: datetime | None = None,
     settings: GatewaySettings | None = None,
 ) -> dict[str, int]:
     """Every stage of the stage table for `symbols` against the gateway at host:port; returns the
     summary counts by status (OK, EMPTY, ERR, SKIPPED) over the stages. `end` stands for "now"
-    (e.g. a simulator's as_of); `settings` overrides the gateway settings (host/port kept); the
-    rest comes from ibkr_settings (environment, then defaults)."""
+    (e.g. a simulator's as_of); `settings` overrides the gateway settings (host/port kept); root,
+    state and client_id left None, and the rest, come from ibkr_settings (environment, then defaults)."""
     from ghtrader_assets.domain.run_summary import count_by_status
     from ghtrader_assets.domain.stage_table import STAGE_TABLE
     from ghtrader_assets.domain.universe import UniverseEntry
     from ghtrader_assets.ibkr_settings import resolve
     from ghtrader_assets.ibkr_stages import RunOptions, StageRun, new_run_id
 
-    base = resolve({"data_root": Path(root), "state_dir": Path(state), "scope": scope})
+    base = resolve({"data_root": root, "state_dir": state, "scope": scope, "client_id": client_id})
     # Defaults stay within a real gateway's limits (45 messages/s, 40 open requests); against the
     # simulator pass settings=GatewaySettings(client_msg_rate=0, rate_per_s=200) to run in seconds.
     gateway = replace(settings or replace(base.gateway, request_timeout_s=30.0, rate_per_s=40.0), host=host,
-                      port=port, client_id=client_id)
+                      port=port, client_id=base.gateway.client_id)
     entries = tuple(UniverseEntry(s.upper()) for s in symbols)
     run_id = new_run_id()
     totals = count_by_status(())
