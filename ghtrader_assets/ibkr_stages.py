@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from ghtrader_assets.domain.contracts_cache import (
 )
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
 from ghtrader_assets.domain.latest_status import SymbolStatus, apply, read_status, write_status
-from ghtrader_assets.domain.option_subset import NEW_YORK, median_strike, near_the_money, unexpired
+from ghtrader_assets.domain.option_subset import median_strike, near_the_money, unexpired
 from ghtrader_assets.domain.outcome_check import OutcomeCheck, OutcomeThresholds, check_outcome
 from ghtrader_assets.domain.run_summary import (
     Stage,
@@ -37,7 +37,7 @@ from ghtrader_assets.domain.run_summary import (
 )
 from ghtrader_assets.domain.stage_table import REFERENCE_SPEC, BarSpec, StageDef, stage_def
 from ghtrader_assets.domain.universe import UniverseEntry
-from ghtrader_assets.domain.us_sessions import last_completed_session
+from ghtrader_assets.domain.us_sessions import NEW_YORK, last_completed_session
 from ghtrader_assets.ibkr_settings import StoragePaths
 from ghtrader_assets.io.bar_store import bar_path, last_stored_ts, merge_into
 from ghtrader_assets.io.ib_gateway import (
@@ -432,11 +432,11 @@ class StageRun:
         assert self.spec is not None
         last = last_stored_ts(self._target(contract)) if self.options.incremental else None
         duration = fetch_duration(self.spec.duration, self.now, last, self.options.overlap)
-        return contract, BarQuery(self.spec.bar_size, duration, self.spec.what, self.spec.use_rth, self.options.end)
+        return contract, BarQuery(replace(self.spec, duration=duration), self.options.end)
 
     def _store(self, contract: OptionContract, result: BarFetch) -> None:
         """Merge one answer into its Parquet file (under the file's lock) and record the outcome."""
-        common = {"duration": result.query.duration if result.query else None, "elapsed_s": result.elapsed_s,
+        common = {"duration": result.query.spec.duration if result.query else None, "elapsed_s": result.elapsed_s,
                   "attempts": result.attempts}
         if result.status is not Status.OK:
             self._bars_record(contract, result.status, error_code=result.error_code,
@@ -475,8 +475,8 @@ class StageRun:
                     outcome = self.recorder.outcome(symbol)
                     outcome.reference_price, outcome.reference_source = median_strike(live), FALLBACK_SOURCE
             return
-        spec = REFERENCE_SPEC
-        query = BarQuery(spec.bar_size, spec.duration, spec.what, True, self.options.end)
+        query = BarQuery(REFERENCE_SPEC, self.options.end)
+        spec = query.spec
 
         def plan(symbol: str) -> tuple[StockRef, BarQuery]:
             entry = chains[symbol][0]
@@ -484,8 +484,8 @@ class StageRun:
 
         def done(symbol: str, result: BarFetch) -> None:
             entry, live = chains[symbol]
-            self.record("reference", symbol, result.status, conid=entry.conid, bar_size=query.bar_size,
-                        what=query.what, duration=query.duration, bars=result.bars.height, first=result.first,
+            self.record("reference", symbol, result.status, conid=entry.conid, bar_size=spec.bar_size,
+                        what=spec.what, duration=spec.duration, bars=result.bars.height, first=result.first,
                         last=result.last, error_code=result.error_code, error_message=result.error_message,
                         elapsed_s=result.elapsed_s, attempts=result.attempts)
             close = completed_close(result, self.options.end or self.now)
