@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from ghtrader_assets.domain.universe import (
     select_symbols,
     write_universe,
 )
+from ghtrader_assets.ibkr_progress import progress_bar
 from ghtrader_assets.ibkr_settings import BY_NAME, SETTINGS, IBKRSettings, resolve
 from ghtrader_assets.ibkr_stages import OVERLAP_DAYS, BarSpec, RunOptions, StageReport, StageRun, SubsetSpec, new_run_id
 
@@ -138,10 +140,16 @@ def _run_stage(args: argparse.Namespace) -> int:
     stage = next(s for s in STAGE_TABLE if s.name == args.stage)
     spec = None if stage.spec is None else BarSpec(args.bar_size, args.duration, args.what, not args.all_hours)
     subset = SubsetSpec(args.expiries, args.strikes) if stage.subset == "near_the_money" else None
-    report = StageRun(stage, settings.gateway, settings.paths, options, spec, subset, settings.discovery,
-                      settings.thresholds).run(entries)
+    with progress_bar(stage.name) if show_progress(args.json) else nullcontext() as progress:
+        report = StageRun(stage, settings.gateway, settings.paths, options, spec, subset, settings.discovery,
+                          settings.thresholds, listener=progress).run(entries)
     _print_report(report, args.json)
     return 0 if report.ok else 1  # the rule of the assets' outcome check
+
+
+def show_progress(as_json: bool) -> bool:
+    """The bar is drawn only for a person at a terminal: never with --json, nor into a log or a pipe."""
+    return not as_json and sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def _print_report(report: StageReport, as_json: bool) -> None:

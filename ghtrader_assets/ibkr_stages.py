@@ -7,7 +7,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -171,13 +171,18 @@ def new_run_id() -> str:
     return f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
+# Told of every summary record once it is counted, with the report so far (progress displays).
+Listener = Callable[[SummaryRecord, StageReport], None]
+
+
 class _Recorder:
     """Writes summary records (the audit log), folds them into the per-symbol latest status (the
     state resume and rerun read, rewritten after each record) and into per-symbol outcomes."""
 
-    def __init__(self, report: StageReport, state_dir: Path) -> None:
+    def __init__(self, report: StageReport, state_dir: Path, listener: Listener | None = None) -> None:
         self.report = report
         self.state_dir = state_dir
+        self.listener = listener
         self.writer = None if report.dry_run else SummaryWriter(report.summary_path)
         self._lock = threading.Lock()  # records arrive from the session's worker threads
         self._status: dict[str, SymbolStatus] = {}
@@ -198,6 +203,8 @@ class _Recorder:
     def add(self, record: SummaryRecord) -> None:
         with self._lock:
             self._add(record)
+            if self.listener is not None:
+                self.listener(record, self.report)
 
     def _add(self, record: SummaryRecord) -> None:
         if self.writer is not None:
@@ -234,7 +241,8 @@ class _Recorder:
 
 class StageRun:
     """One stage over a list of symbols: the stage's table entry, settings, the resume window and
-    the recorder, held once instead of being passed from helper to helper."""
+    the recorder, held once instead of being passed from helper to helper. `listener` is told of
+    every summary record (progress displays)."""
 
     def __init__(
         self,
@@ -246,6 +254,7 @@ class StageRun:
         subset: SubsetSpec | None = None,
         discovery: DiscoveryBounds | None = None,
         thresholds: OutcomeThresholds | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.stage = stage
         self.gateway = gateway
@@ -263,7 +272,7 @@ class StageRun:
         self.report = StageReport(stage.name, self.options.run_id,
                                   summary_path(paths.state_dir, stage.name, self.options.run_id),
                                   self.options.dry_run)
-        self.recorder = _Recorder(self.report, paths.state_dir)
+        self.recorder = _Recorder(self.report, paths.state_dir, listener)
 
     # ---- shared pieces
     def record(self, purpose: str, symbol: str, status: Status, **fields: object) -> None:
