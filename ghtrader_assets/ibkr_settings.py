@@ -1,5 +1,6 @@
 """The IBKR family's settings: one table of names, environment variables, CLI flags and help; defaults live in the
-section dataclasses only. Read by the Dagster resources, the CLI and the demo, always at run time."""
+section dataclasses only. The Dagster resources take their fields and defaults from it (variables wired when the
+code location loads); the CLI and the demo resolve it when a command runs. Never read at import."""
 
 from __future__ import annotations
 
