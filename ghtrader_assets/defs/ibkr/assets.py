@@ -30,7 +30,7 @@ class BarsConfig(dg.Config):
     bar_size: str | None = None
     duration: str | None = None
     what_to_show: str | None = None
-    use_rth: bool = True
+    use_rth: bool = BarSpec.use_rth
     force: bool = False
     incremental: bool = True
     overlap_days: float = OVERLAP_DAYS
