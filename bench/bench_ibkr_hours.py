@@ -23,7 +23,7 @@ OLD_RATE_PER_MIN = 10.0  # the earlier script: one request at a time, 10 request
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--symbols", default="AAPL,MSFT",
-                        help="simulated underlyings (default AAPL,MSFT: 364 contracts)")
+                        help="simulated underlyings (default AAPL,MSFT; the contracts are those bounded discovery keeps)")
     parser.add_argument("--latency", type=float, default=0.2, help="simulator latency per request, s (default 0.2)")
     parser.add_argument("--soft-rate", type=float, default=20.0, help="simulator soft limit, requests/s (default 20)")
     parser.add_argument("--headroom", type=float, default=0.97,
@@ -85,7 +85,7 @@ def _old_way_sample(sim: GatewaySim, contracts: list[OptionContract]) -> float:
     in flight, 10 requests/minute (measured between the first and the last answer)."""
     settings = GatewaySettings(host=sim.host, port=sim.port, client_id=32, client_msg_rate=0, max_in_flight=1,
                                rate_per_s=OLD_RATE_PER_MIN / 60.0, request_timeout_s=30.0)
-    query = BarQuery(HOURS_SPEC.bar_size, HOURS_SPEC.duration, end=AS_OF)
+    query = BarQuery(HOURS_SPEC, end=AS_OF)
     answered: list[float] = []
     with IBGatewaySession.open(settings) as session:
         session.fetch_many(contracts, lambda c: (c, query), lambda _c, _r: answered.append(time.monotonic()))

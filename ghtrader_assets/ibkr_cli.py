@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,9 @@ from ghtrader_assets.domain.universe import (
     select_symbols,
     write_universe,
 )
-from ghtrader_assets.ibkr_settings import SETTINGS, IBKRSettings, resolve
-from ghtrader_assets.ibkr_stages import BarSpec, RunOptions, StageReport, StageRun, SubsetSpec, new_run_id
-
-_TYPES = {"int": int, "float": float}
+from ghtrader_assets.ibkr_progress import progress_bar
+from ghtrader_assets.ibkr_settings import BY_NAME, SETTINGS, IBKRSettings, resolve
+from ghtrader_assets.ibkr_stages import OVERLAP_DAYS, BarSpec, RunOptions, StageReport, StageRun, SubsetSpec, new_run_id
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,25 +42,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             parser.add_argument("--all-hours", action="store_true", help="useRTH=false (default: regular hours)")
             parser.add_argument("--no-incremental", action="store_true",
                                 help="overwrite Parquet files instead of merging with them")
-            parser.add_argument("--overlap-days", type=float, default=3.0,
-                                help="re-fetch this many days before the last stored bar (default 3)")
+            parser.add_argument("--overlap-days", type=float, default=OVERLAP_DAYS,
+                                help=f"re-fetch this many days before the last stored bar (default {OVERLAP_DAYS:g})")
         if stage.subset == "near_the_money":
-            parser.add_argument("--expiries", type=int, default=2, help="E: first E unexpired expiries")
-            parser.add_argument("--strikes", type=int, default=5, help="K: strikes per right nearest the close")
+            parser.add_argument("--expiries", type=int, default=SubsetSpec.expiries,
+                                help=f"E: first E unexpired expiries (default {SubsetSpec.expiries})")
+            parser.add_argument("--strikes", type=int, default=SubsetSpec.strikes_per_right,
+                                help=f"K: strikes per right nearest the close (default {SubsetSpec.strikes_per_right})")
         parser.set_defaults(func=_run_stage, stage=stage.name)
     rerun = commands.add_parser("rerun-universe",
                                 help="universe CSV of the symbols whose latest status is ERR/EMPTY")
     rerun.add_argument("--stage", choices=STAGES, required=True)
-    rerun.add_argument("--state-dir", type=Path, default=None, help="default $GHTRADER_STATE_DIR or state")
+    rerun.add_argument("--state-dir", type=Path, default=None, help=BY_NAME["state_dir"].describe())
     rerun.add_argument("--universe", type=Path, default=None,
-                       help="universe CSV to take conids from (default $GHTRADER_IB_UNIVERSE)")
+                       help="universe CSV to take conids from: " + BY_NAME["universe"].describe())
     rerun.add_argument("--status", default="ERR,EMPTY", help="statuses to rerun (default ERR,EMPTY)")
     rerun.add_argument("--out", type=Path, default=None, help="CSV path (default: print to stdout)")
     rerun.set_defaults(func=_rerun_universe)
     rebuild_cmd = commands.add_parser("rebuild-status",
                                       help="rewrite state/latest/<stage>/ from every summary of the stage")
     rebuild_cmd.add_argument("--stage", choices=STAGES, required=True)
-    rebuild_cmd.add_argument("--state-dir", type=Path, default=None, help="default $GHTRADER_STATE_DIR or state")
+    rebuild_cmd.add_argument("--state-dir", type=Path, default=None, help=BY_NAME["state_dir"].describe())
     rebuild_cmd.set_defaults(func=_rebuild_status)
 
 
@@ -77,9 +79,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", default=None, help="summary file id (default cli-<UTC time>-<random>)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     for setting in SETTINGS:  # every setting of the family, with its environment variable and default
-        kind = str({f: t for f, t in setting.section.__annotations__.items()}[setting.name])
         parser.add_argument(setting.flag, dest=f"setting_{setting.name}", default=None, metavar=setting.name.upper(),
-                            type=_TYPES.get(kind, str), help=setting.describe())
+                            type=setting.kind, help=setting.describe())
 
 
 def _settings(args: argparse.Namespace) -> IBKRSettings:
@@ -135,14 +136,20 @@ def _run_stage(args: argparse.Namespace) -> int:
         end = end.replace(tzinfo=UTC)
     options = RunOptions(run_id=args.run_id or new_run_id(), end=end, force=args.force, dry_run=args.dry_run,
                          incremental=not getattr(args, "no_incremental", False),
-                         overlap=timedelta(days=getattr(args, "overlap_days", 3.0)), only_conids=only)
+                         overlap=timedelta(days=getattr(args, "overlap_days", OVERLAP_DAYS)), only_conids=only)
     stage = next(s for s in STAGE_TABLE if s.name == args.stage)
     spec = None if stage.spec is None else BarSpec(args.bar_size, args.duration, args.what, not args.all_hours)
     subset = SubsetSpec(args.expiries, args.strikes) if stage.subset == "near_the_money" else None
-    report = StageRun(stage, settings.gateway, settings.paths, options, spec, subset, settings.discovery,
-                      settings.thresholds).run(entries)
+    with progress_bar(stage.name) if show_progress(args.json) else nullcontext() as progress:
+        report = StageRun(stage, settings.gateway, settings.paths, options, spec, subset, settings.discovery,
+                          settings.thresholds, listener=progress).run(entries)
     _print_report(report, args.json)
     return 0 if report.ok else 1  # the rule of the assets' outcome check
+
+
+def show_progress(as_json: bool) -> bool:
+    """The bar is drawn only for a person at a terminal: never with --json, nor into a log or a pipe."""
+    return not as_json and sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def _print_report(report: StageReport, as_json: bool) -> None:

@@ -1,5 +1,6 @@
 """The IBKR family's settings: one table of names, environment variables, CLI flags and help; defaults live in the
-section dataclasses only. Read by the Dagster resources, the CLI and the demo, always at run time."""
+section dataclasses only. The Dagster resources take their fields and defaults from it (variables wired when the
+code location loads); the CLI and the demo resolve it when a command runs. Never read at import."""
 
 from __future__ import annotations
 
@@ -44,14 +45,32 @@ class Setting:
 
     @property
     def default(self) -> Any:
-        found = {f.name: f for f in dataclasses.fields(self.section)}[self.name]
+        found = self.dataclass_field
         return found.default if found.default is not dataclasses.MISSING else found.default_factory()  # type: ignore[misc]
+
+    @property
+    def kind(self) -> type:
+        """How the setting is typed in resource config and on the command line: int, float, or str
+        (paths and comma lists as text)."""
+        annotation = str(self.dataclass_field.type)
+        return int if annotation == "int" else float if annotation == "float" else str
+
+    @property
+    def config_default(self) -> int | float | str:
+        """The default as config shows it: paths as text, comma lists joined, no path as ''."""
+        default = self.default
+        if isinstance(default, tuple):
+            return ",".join(default)
+        return "" if default is None else default if self.kind is not str else str(default)
+
+    @property
+    def dataclass_field(self) -> dataclasses.Field[Any]:
+        """The field of `section` this setting fills."""
+        return {f.name: f for f in dataclasses.fields(self.section)}[self.name]
 
     def describe(self) -> str:
         """Help text naming the environment variable and the default."""
-        default = self.default
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        return f"{self.help} (env {self.env}; default {shown!r})"
+        return f"{self.help} (env {self.env}; default {self.config_default!r})"
 
 
 G, D, S, T = GatewaySettings, DiscoveryBounds, StoragePaths, OutcomeThresholds
@@ -113,28 +132,26 @@ class IBKRSettings:
     thresholds: OutcomeThresholds
 
 
-def _parse(setting: Setting, raw: Any) -> Any:
-    """A value from the environment, CLI or resource config, converted to the default's type."""
-    field_type = {f.name: f.type for f in dataclasses.fields(setting.section)}[setting.name]
-    kind = str(field_type)
+def parse(setting: Setting, raw: Any, source: str = "config") -> Any:
+    """A value from the environment, CLI or resource config, converted to the field's type;
+    ValueError naming the setting and where the value came from otherwise."""
+    kind = str(setting.dataclass_field.type)
     if isinstance(raw, str):
         raw = raw.strip()
-    if "Path" in kind:
-        return Path(raw) if raw not in ("", None) else None
-    if "tuple" in kind:
-        return tuple(p.strip() for p in raw.split(",") if p.strip()) if isinstance(raw, str) else tuple(raw)
-    if kind in ("bool",):
-        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
-    if kind == "int":
-        return int(raw)
-    if kind == "float":
-        return float(raw)
-    return str(raw)
+    try:
+        if "Path" in kind:
+            return Path(raw) if raw not in ("", None) else None
+        if "tuple" in kind:
+            return tuple(p.strip() for p in raw.split(",") if p.strip()) if isinstance(raw, str) else tuple(raw)
+        return setting.kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{setting.name} ({source}): invalid value {raw!r}: {exc}") from exc
 
 
 def resolve(values: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> IBKRSettings:
     """Settings from explicit `values` (None or absent: not given), else the environment variable
-    (blank: not given), else the section default. Raises ValueError naming a bad value."""
+    (blank: not given), else the section default. Raises ValueError naming the bad setting and its
+    environment variable."""
     values = values or {}
     environ = os.environ if environ is None else environ
     chosen: dict[type, dict[str, Any]] = {G: {}, D: {}, S: {}, T: {}}
@@ -143,10 +160,13 @@ def resolve(values: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
         source = "config"
         if raw is None and environ.get(setting.env, "").strip():
             raw, source = environ[setting.env], setting.env
-        if raw is None:
-            continue
+        if raw is not None:
+            chosen[setting.section][setting.name] = parse(setting, raw, source)
+    built = []
+    for section, given in chosen.items():
         try:
-            chosen[setting.section][setting.name] = _parse(setting, raw)
-        except ValueError as exc:
-            raise ValueError(f"{setting.name} ({source}): invalid value {raw!r}: {exc}") from exc
-    return IBKRSettings(G(**chosen[G]), D(**chosen[D]), S(**chosen[S]), T(**chosen[T]))
+            built.append(section(**given))
+        except ValueError as exc:  # the section's own range checks: add which setting and variable to look at
+            named = [f"{s.name} (env {s.env})" for s in SETTINGS if s.section is section and s.name in str(exc)]
+            raise ValueError(f"invalid IBKR setting {', '.join(named) or section.__name__}: {exc}") from exc
+    return IBKRSettings(*built)

@@ -7,8 +7,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from ghtrader_assets.domain.contracts_cache import (
 )
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
 from ghtrader_assets.domain.latest_status import SymbolStatus, apply, read_status, write_status
-from ghtrader_assets.domain.option_subset import NEW_YORK, median_strike, near_the_money, unexpired
+from ghtrader_assets.domain.option_subset import median_strike, near_the_money, unexpired
 from ghtrader_assets.domain.outcome_check import OutcomeCheck, OutcomeThresholds, check_outcome
 from ghtrader_assets.domain.run_summary import (
     Stage,
@@ -37,7 +37,7 @@ from ghtrader_assets.domain.run_summary import (
 )
 from ghtrader_assets.domain.stage_table import REFERENCE_SPEC, BarSpec, StageDef, stage_def
 from ghtrader_assets.domain.universe import UniverseEntry
-from ghtrader_assets.domain.us_sessions import last_completed_session
+from ghtrader_assets.domain.us_sessions import NEW_YORK, last_completed_session
 from ghtrader_assets.ibkr_settings import StoragePaths
 from ghtrader_assets.io.bar_store import bar_path, last_stored_ts, merge_into
 from ghtrader_assets.io.ib_gateway import (
@@ -82,6 +82,9 @@ class RunOptions:
     incremental: bool = True
     overlap: timedelta = timedelta(days=3)
     only_conids: Mapping[str, frozenset[int]] | None = None
+
+
+OVERLAP_DAYS: float = RunOptions.overlap / timedelta(days=1)  # the default overlap as the CLI and config give it
 
 
 @dataclass
@@ -168,13 +171,18 @@ def new_run_id() -> str:
     return f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
+# Told of every summary record once it is counted, with the report so far (progress displays).
+Listener = Callable[[SummaryRecord, StageReport], None]
+
+
 class _Recorder:
     """Writes summary records (the audit log), folds them into the per-symbol latest status (the
     state resume and rerun read, rewritten after each record) and into per-symbol outcomes."""
 
-    def __init__(self, report: StageReport, state_dir: Path) -> None:
+    def __init__(self, report: StageReport, state_dir: Path, listener: Listener | None = None) -> None:
         self.report = report
         self.state_dir = state_dir
+        self.listener = listener
         self.writer = None if report.dry_run else SummaryWriter(report.summary_path)
         self._lock = threading.Lock()  # records arrive from the session's worker threads
         self._status: dict[str, SymbolStatus] = {}
@@ -195,6 +203,8 @@ class _Recorder:
     def add(self, record: SummaryRecord) -> None:
         with self._lock:
             self._add(record)
+            if self.listener is not None:
+                self.listener(record, self.report)
 
     def _add(self, record: SummaryRecord) -> None:
         if self.writer is not None:
@@ -231,7 +241,8 @@ class _Recorder:
 
 class StageRun:
     """One stage over a list of symbols: the stage's table entry, settings, the resume window and
-    the recorder, held once instead of being passed from helper to helper."""
+    the recorder, held once instead of being passed from helper to helper. `listener` is told of
+    every summary record (progress displays)."""
 
     def __init__(
         self,
@@ -243,6 +254,7 @@ class StageRun:
         subset: SubsetSpec | None = None,
         discovery: DiscoveryBounds | None = None,
         thresholds: OutcomeThresholds | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.stage = stage
         self.gateway = gateway
@@ -260,7 +272,7 @@ class StageRun:
         self.report = StageReport(stage.name, self.options.run_id,
                                   summary_path(paths.state_dir, stage.name, self.options.run_id),
                                   self.options.dry_run)
-        self.recorder = _Recorder(self.report, paths.state_dir)
+        self.recorder = _Recorder(self.report, paths.state_dir, listener)
 
     # ---- shared pieces
     def record(self, purpose: str, symbol: str, status: Status, **fields: object) -> None:
@@ -429,11 +441,11 @@ class StageRun:
         assert self.spec is not None
         last = last_stored_ts(self._target(contract)) if self.options.incremental else None
         duration = fetch_duration(self.spec.duration, self.now, last, self.options.overlap)
-        return contract, BarQuery(self.spec.bar_size, duration, self.spec.what, self.spec.use_rth, self.options.end)
+        return contract, BarQuery(replace(self.spec, duration=duration), self.options.end)
 
     def _store(self, contract: OptionContract, result: BarFetch) -> None:
         """Merge one answer into its Parquet file (under the file's lock) and record the outcome."""
-        common = {"duration": result.query.duration if result.query else None, "elapsed_s": result.elapsed_s,
+        common = {"duration": result.query.spec.duration if result.query else None, "elapsed_s": result.elapsed_s,
                   "attempts": result.attempts}
         if result.status is not Status.OK:
             self._bars_record(contract, result.status, error_code=result.error_code,
@@ -472,8 +484,8 @@ class StageRun:
                     outcome = self.recorder.outcome(symbol)
                     outcome.reference_price, outcome.reference_source = median_strike(live), FALLBACK_SOURCE
             return
-        spec = REFERENCE_SPEC
-        query = BarQuery(spec.bar_size, spec.duration, spec.what, True, self.options.end)
+        query = BarQuery(REFERENCE_SPEC, self.options.end)
+        spec = query.spec
 
         def plan(symbol: str) -> tuple[StockRef, BarQuery]:
             entry = chains[symbol][0]
@@ -481,8 +493,8 @@ class StageRun:
 
         def done(symbol: str, result: BarFetch) -> None:
             entry, live = chains[symbol]
-            self.record("reference", symbol, result.status, conid=entry.conid, bar_size=query.bar_size,
-                        what=query.what, duration=query.duration, bars=result.bars.height, first=result.first,
+            self.record("reference", symbol, result.status, conid=entry.conid, bar_size=spec.bar_size,
+                        what=spec.what, duration=spec.duration, bars=result.bars.height, first=result.first,
                         last=result.last, error_code=result.error_code, error_message=result.error_message,
                         elapsed_s=result.elapsed_s, attempts=result.attempts)
             close = completed_close(result, self.options.end or self.now)

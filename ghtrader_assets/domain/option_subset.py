@@ -5,11 +5,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time
-from zoneinfo import ZoneInfo
-
 from ghtrader_assets.domain.contracts_cache import OptionContract
+from ghtrader_assets.domain.us_sessions import NEW_YORK
 
-NEW_YORK = ZoneInfo("America/New_York")
 EXPIRY_CLOSE = time(16, 0)  # US equity options stop trading at 16:00 New York on the expiry date
 
 

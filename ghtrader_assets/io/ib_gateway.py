@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import polars as pl
 from ib_insync import IB, Contract, Option, Stock
@@ -20,10 +19,9 @@ from ghtrader_assets.domain.bar_merge import BAR_SCHEMA, empty_bars
 from ghtrader_assets.domain.contracts_cache import OptionContract
 from ghtrader_assets.domain.discovery_bounds import Chain, DiscoveryBounds, candidates
 from ghtrader_assets.domain.run_summary import Status
-from ghtrader_assets.domain.stage_table import REFERENCE_SPEC
-from ghtrader_assets.domain.us_sessions import last_completed_session
+from ghtrader_assets.domain.stage_table import REFERENCE_SPEC, BarSpec
+from ghtrader_assets.domain.us_sessions import NEW_YORK, last_completed_session
 
-NEW_YORK = ZoneInfo("America/New_York")
 MAX_OPEN_HISTORICAL = 50  # IB's cap on simultaneously open historical requests
 # Error codes: 162 historical data service (no data, or pacing violation in the text);
 # 2100-2199 and these are informational warnings that end no request.
@@ -94,12 +92,10 @@ class StockRef:
 
 @dataclass(frozen=True)
 class BarQuery:
-    """One historical request. `end` None means now; bar_size e.g. '8 hours', duration e.g. '6 M'."""
+    """One historical request: the bar request `spec` (bar size, duration, whatToShow, useRTH) ending
+    at `end` (None means now)."""
 
-    bar_size: str
-    duration: str
-    what: str = "TRADES"
-    use_rth: bool = True
+    spec: BarSpec
     end: datetime | None = None
 
 
@@ -396,8 +392,7 @@ class IBGatewayClient:
     async def completed_close(self, stock: StockRef, end: datetime | None) -> float | None:
         """Close of the last completed regular session at `end` (None = now) from `1 day` bars, or
         None when IB has none; today's unfinished daily bar is never used."""
-        result = await self.fetch_bars(stock, BarQuery(REFERENCE_SPEC.bar_size, REFERENCE_SPEC.duration,
-                                                       REFERENCE_SPEC.what, True, end))
+        result = await self.fetch_bars(stock, BarQuery(REFERENCE_SPEC, end))
         return completed_close(result, end)
 
     async def fetch_bars(self, target: OptionContract | StockRef, query: BarQuery) -> BarFetch:
@@ -458,10 +453,10 @@ class IBGatewayClient:
                 bars = await self._ib.reqHistoricalDataAsync(
                     contract,
                     endDateTime=query.end or "",
-                    durationStr=query.duration,
-                    barSizeSetting=query.bar_size,
-                    whatToShow=query.what,
-                    useRTH=query.use_rth,
+                    durationStr=query.spec.duration,
+                    barSizeSetting=query.spec.bar_size,
+                    whatToShow=query.spec.what,
+                    useRTH=query.spec.use_rth,
                     formatDate=2,  # epoch seconds: parsed as UTC-aware datetimes
                     timeout=self.settings.request_timeout_s,
                 )
@@ -640,7 +635,7 @@ def _bars_frame(bars: Sequence[Any], target: OptionContract | StockRef, query: B
     n = len(bars)
     rows["symbol"] = [target.symbol] * n
     rows["conid"] = [conid] * n
-    rows["bar_size"] = [query.bar_size] * n
-    rows["what_to_show"] = [query.what] * n
+    rows["bar_size"] = [query.spec.bar_size] * n
+    rows["what_to_show"] = [query.spec.what] * n
     return pl.DataFrame(rows, schema=BAR_SCHEMA)
 

@@ -10,23 +10,26 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime, time as dtime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from ghtrader_assets.envfile import load_env_file
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.io.questdb_server import QuestDBServer, healthy, ports_from_env
+from ghtrader_assets.sim.demo_progress import QUIET_RUN_CONFIG, WATCH_TAG, live_line, result_lines
 
 if TYPE_CHECKING:
     from ghtrader_assets.io.ib_gateway import GatewaySettings
 
 DEMO_VARIETIES = ("SHFE.cu", "DCE.m")
 DEMO_START, DEMO_END = date(2024, 1, 2), date(2024, 2, 29)
+TICK_ASSETS = ("underlying_ticks", "main_l5", "day_index")  # one multi-asset run per variety
 
 
 def ensure_questdb() -> QuestDBSettings:
@@ -45,12 +48,35 @@ def ensure_questdb() -> QuestDBSettings:
     return settings
 
 
-def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance, selection: list[str], **kwargs) -> dg.ExecuteInProcessResult:
+def _run(defs: dg.Definitions, instance: dg.DagsterInstance, selection: Sequence[str],
+         **kwargs: Any) -> dg.ExecuteInProcessResult:
+    return dg.materialize(list(defs.assets or []), selection=list(selection), resources=defs.resources,
+                          instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, **kwargs)
+
+
+def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance, selection: list[str],
+                 partition_key: str | None = None) -> dg.ExecuteInProcessResult:
     started = time.monotonic()
-    result = dg.materialize(list(defs.assets or []), selection=selection, resources=defs.resources,
-                            instance=instance, raise_on_error=False, **kwargs)
-    what = kwargs.get("partition_key") or kwargs.get("tags", {}).get("dagster/asset_partition_range_start", "")
-    print(f"  {'ok  ' if result.success else 'FAIL'} {','.join(selection)} {what} ({time.monotonic() - started:.1f}s, run {result.run_id[:8]})")
+    result = _run(defs, instance, selection, partition_key=partition_key)
+    print(f"  {'ok  ' if result.success else 'FAIL'} {','.join(selection)} {partition_key or ''} "
+          f"({time.monotonic() - started:.1f}s, run {result.run_id[:8]})")
+    return result
+
+
+def materialize_ticks(defs: dg.Definitions, instance: dg.DagsterInstance, variety: str,
+                      days: Sequence[str]) -> dg.ExecuteInProcessResult:
+    """The tick assets of `variety` over `days` in one run, printed as one line per asset (days done,
+    rows, elapsed), live on a terminal."""
+    token = uuid.uuid4().hex
+    tags = {"dagster/asset_partition_range_start": f"{days[0]}|{variety}",
+            "dagster/asset_partition_range_end": f"{days[-1]}|{variety}", WATCH_TAG: token}
+    started = time.monotonic()
+    with live_line(instance, token, variety, TICK_ASSETS, len(days)):
+        result = _run(defs, instance, TICK_ASSETS, tags=tags)
+    for line in result_lines(result, variety, TICK_ASSETS, len(days), time.monotonic() - started):
+        print(line)
+    if not result.success:
+        print(f"  FAIL {variety}: run {result.run_id[:8]} (the UI shows its logs)")
     return result
 
 
@@ -74,9 +100,7 @@ def run_futures_demo(instance: dg.DagsterInstance) -> bool:
         days = instance.get_dynamic_partitions("trading_day")
         for variety in DEMO_VARIETIES:
             ok &= _materialize(defs, instance, ["main_schedule"], partition_key=variety).success
-            ok &= _materialize(defs, instance, ["underlying_ticks", "main_l5", "day_index"], tags={
-                "dagster/asset_partition_range_start": f"{days[0]}|{variety}",
-                "dagster/asset_partition_range_end": f"{days[-1]}|{variety}"}).success
+            ok &= materialize_ticks(defs, instance, variety, days).success
     with QuestDBClient(QuestDBSettings.from_env()) as qdb:
         print("\nFutures chain summary")
         print(f"  {'variety':9} {'days':>5} {'main_l5 rows':>13} {'segments':>9} {'no-data days':>13}  rolls")
@@ -94,36 +118,44 @@ def run_ibkr_demo(
     host: str,
     port: int,
     symbols: Sequence[str] = ("AAPL", "MSFT", "SPY"),
-    root: Path = Path("data_test/raw/ib"),
-    state: Path = Path("state"),
-    client_id: int = 17,
+    root: Path | None = None,
+    state: Path | None = None,
+    client_id: int | None = None,
     scope: str = "demo",
     end: datetime | None = None,
     settings: GatewaySettings | None = None,
 ) -> dict[str, int]:
-    """Every stage of the stage table for `symbols` against the gateway at host:port; returns the
-    summary counts by status (OK, EMPTY, ERR, SKIPPED) over the stages. `end` stands for "now"
-    (e.g. a simulator's as_of); `settings` overrides the gateway settings (host/port kept); the
-    rest comes from ibkr_settings (environment, then defaults)."""
+    """Every stage of the stage table for `symbols` against the gateway at host:port, printed as one
+    line per stage and symbol (done/total, counts by status, elapsed); returns the summary counts by
+    status (OK, EMPTY, ERR, SKIPPED) over the stages. `end` stands for "now"
+    (e.g. a simulator's as_of); `settings` overrides the gateway settings (host/port kept); root,
+    state and client_id left None, and the rest, come from ibkr_settings (environment, then defaults)."""
     from ghtrader_assets.domain.run_summary import count_by_status
     from ghtrader_assets.domain.stage_table import STAGE_TABLE
     from ghtrader_assets.domain.universe import UniverseEntry
+    from ghtrader_assets.ibkr_progress import StageProgress
     from ghtrader_assets.ibkr_settings import resolve
     from ghtrader_assets.ibkr_stages import RunOptions, StageRun, new_run_id
 
-    base = resolve({"data_root": Path(root), "state_dir": Path(state), "scope": scope})
+    base = resolve({"data_root": root, "state_dir": state, "scope": scope, "client_id": client_id})
     # Defaults stay within a real gateway's limits (45 messages/s, 40 open requests); against the
     # simulator pass settings=GatewaySettings(client_msg_rate=0, rate_per_s=200) to run in seconds.
     gateway = replace(settings or replace(base.gateway, request_timeout_s=30.0, rate_per_s=40.0), host=host,
-                      port=port, client_id=client_id)
+                      port=port, client_id=base.gateway.client_id)
     entries = tuple(UniverseEntry(s.upper()) for s in symbols)
     run_id = new_run_id()
     totals = count_by_status(())
     for stage in STAGE_TABLE:
+        progress = StageProgress(stage.name)
         report = StageRun(stage, gateway, base.paths, RunOptions(run_id=run_id, end=end), discovery=base.discovery,
-                          thresholds=base.thresholds).run(entries)
+                          thresholds=base.thresholds, listener=progress).run(entries)
+        for symbol in progress.symbols():
+            print(f"  {progress.symbol_line(symbol)}")
         for status, n in report.counts.items():
             totals[status] += n
+    paths = base.paths
+    print(f"  Parquet under {paths.data_root}/historical_bars_{paths.scope}/, summaries under "
+          f"{paths.state_dir}/run_logs/")
     return totals
 
 
@@ -141,8 +173,7 @@ def run_ibkr_demo_if_present() -> bool:
         # The simulator has no message throttle of its own: lift the client's real-gateway pacing.
         counts = run_ibkr_demo(sim.host, sim.port, symbols=("AAPL", "MSFT", "SPY"), end=config.as_of,
                                settings=Settings(client_msg_rate=0, rate_per_s=200))
-        print(f"  discovery + hours + minutes for AAPL, MSFT, SPY in {time.monotonic() - started:.1f}s; "
-              "Parquet under data_test/raw/ib/historical_bars_demo/, summaries under state/run_logs/")
+        print(f"  discovery + hours + minutes for AAPL, MSFT, SPY in {time.monotonic() - started:.1f}s")
     print("IBKR stages summary (requests by status): " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return not counts.get("ERR")
 

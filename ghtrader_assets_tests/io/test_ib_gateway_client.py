@@ -13,6 +13,7 @@ import pytest
 from ghtrader_assets.domain.contracts_cache import OptionContract
 from ghtrader_assets.domain.run_summary import Status
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
+from ghtrader_assets.domain.stage_table import BarSpec
 from ghtrader_assets.io.ib_gateway import (
     BarFetch,
     BarQuery,
@@ -27,7 +28,7 @@ from ghtrader_assets.io.ib_gateway import (
 from ghtrader_assets.sim.ib import GatewaySim, SimUniverse
 from ghtrader_assets_tests.fixtures.ib_sim import SIM_AS_OF
 
-HOURS = BarQuery("8 hours", "6 M", end=SIM_AS_OF)
+HOURS = BarQuery(BarSpec("8 hours", "6 M"), end=SIM_AS_OF)
 SMALL = {"symbols": ("AAPL", "MSFT"), "weekly_expiries": 1, "monthly_expiries": 1}
 
 

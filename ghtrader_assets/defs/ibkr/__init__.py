@@ -5,14 +5,24 @@ from __future__ import annotations
 import dagster as dg
 
 from ghtrader_assets.defs.ibkr.assets import STAGE_ASSETS
-from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
+from ghtrader_assets.defs.ibkr.resources import ibkr_resources
 from ghtrader_assets.defs.ibkr.schedules import WEEKEND_JOB, ibkr_weekend
 from ghtrader_assets.defs.ibkr.sensors import ibkr_universe_sync
 
-defs = dg.Definitions(
-    assets=list(STAGE_ASSETS.values()),
-    resources={"ib_gateway": IBGatewayResource(), "ibkr_storage": IBKRStorageResource()},
-    sensors=[ibkr_universe_sync],
-    schedules=[ibkr_weekend],
-    jobs=[WEEKEND_JOB],
-)
+
+def build_ibkr_defs() -> dg.Definitions:
+    """The family's definitions, its resources wired to the environment as it is now."""
+    return dg.Definitions(
+        assets=list(STAGE_ASSETS.values()),
+        resources=ibkr_resources(),
+        sensors=[ibkr_universe_sync],
+        schedules=[ibkr_weekend],
+        jobs=[WEEKEND_JOB],
+    )
+
+
+def __getattr__(name: str) -> dg.Definitions:
+    # `defs` is built when first asked for (the code location's load), never when this package is imported.
+    if name == "defs":
+        return build_ibkr_defs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ from ghtrader_assets.defs.ibkr.partitions import ibkr_symbol_partitions
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource, ibkr_settings
 from ghtrader_assets.domain.stage_table import STAGE_TABLE, BarSpec, StageDef
 from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, check_symbol, read_universe
-from ghtrader_assets.ibkr_stages import RunOptions, StageReport, StageRun, SubsetSpec
+from ghtrader_assets.ibkr_stages import OVERLAP_DAYS, RunOptions, StageReport, StageRun, SubsetSpec
 
 POOL = "ibkr_gateway"  # one step at a time talks to the gateway: `dagster instance concurrency set ibkr_gateway 1`
 GROUP = "ibkr"
@@ -30,13 +30,13 @@ class BarsConfig(dg.Config):
     bar_size: str | None = None
     duration: str | None = None
     what_to_show: str | None = None
-    use_rth: bool = True
+    use_rth: bool = BarSpec.use_rth
     force: bool = False
     incremental: bool = True
-    overlap_days: float = 3.0
+    overlap_days: float = OVERLAP_DAYS
     end: str | None = None
-    expiries: int = 2
-    strikes_per_right: int = 5
+    expiries: int = SubsetSpec.expiries
+    strikes_per_right: int = SubsetSpec.strikes_per_right
 
 
 def _entry(context: dg.AssetExecutionContext, storage: IBKRStorageResource) -> UniverseEntry:
