@@ -7,7 +7,7 @@ import os
 import dagster as dg
 
 from ghtrader_assets.defs.futures import DEFAULT_VARIETIES, build_futures_defs
-from ghtrader_assets.defs.ibkr import defs as ibkr_defs
+from ghtrader_assets.defs.ibkr import build_ibkr_defs
 from ghtrader_assets.defs.resources import questdb_from_env
 
 
@@ -22,5 +22,5 @@ def defs() -> dg.Definitions:
     return dg.Definitions.merge(
         dg.Definitions(resources={"questdb": questdb_from_env()}),
         build_futures_defs(configured_varieties()),
-        ibkr_defs,
+        build_ibkr_defs(),
     )

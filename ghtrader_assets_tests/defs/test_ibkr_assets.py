@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from ghtrader_assets.cli import main as cli_main
-from ghtrader_assets.defs.ibkr import defs
+from ghtrader_assets.defs.ibkr import build_ibkr_defs
 from ghtrader_assets.defs.ibkr.assets import ibkr_contracts, ibkr_hours_bars, ibkr_minutes_bars
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
 from ghtrader_assets.defs.ibkr.sensors import ibkr_universe_sync
@@ -82,7 +82,7 @@ def paths(tmp_path: Path) -> StoragePaths:
 
 
 def test_definitions_load_with_pool_and_partitions() -> None:
-    dg.Definitions.validate_loadable(defs)
+    dg.Definitions.validate_loadable(build_ibkr_defs())
     for asset in (ibkr_contracts, ibkr_hours_bars, ibkr_minutes_bars):
         assert asset.op.pool == "ibkr_gateway"
         assert isinstance(asset.partitions_def, dg.DynamicPartitionsDefinition)

@@ -19,10 +19,3 @@ def build_ibkr_defs() -> dg.Definitions:
         schedules=[ibkr_weekend],
         jobs=[WEEKEND_JOB],
     )
-
-
-def __getattr__(name: str) -> dg.Definitions:
-    # `defs` is built when first asked for (the code location's load), never when this package is imported.
-    if name == "defs":
-        return build_ibkr_defs()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
