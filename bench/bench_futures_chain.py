@@ -43,6 +43,7 @@ from ghtrader_assets.io.questdb_server import QuestDBServer, ServerPorts
 START = date(2024, 1, 2)
 QUICK_END, FULL_END = date(2024, 3, 29), date(2024, 12, 31)
 VARIETIES = ("SHFE.cu", "SHFE.rb")
+NOW = datetime.combine(FULL_END, datetime.min.time()).replace(hour=17, tzinfo=CST) + timedelta(days=1)  # all final
 TABLES = (store.RAW_TICKS, store.MAIN_L5_TICKS, store.SYMBOL_DAY_INDEX, store.NO_DATA_DAYS)
 
 
@@ -59,7 +60,7 @@ def worker(args: argparse.Namespace) -> None:
 
     settings = QuestDBSettings(http_port=args.http, pg_port=args.pg)
     variety, end = args.variety, date.fromisoformat(args.end)
-    now = datetime.combine(FULL_END, datetime.min.time()).replace(hour=17, tzinfo=CST) + timedelta(days=1)
+    now = NOW
     resources = {
         "questdb": QuestDBResource(http_port=settings.http_port, pg_port=settings.pg_port),
         "tqsdk": TqSdkResource(user="sim", password="sim"),
@@ -132,7 +133,8 @@ class Bench:
     def launch(self, role: str, variety: str, end: date, frames: str = "") -> subprocess.Popen:
         cmd = [sys.executable, __file__, "--worker", role, "--variety", variety, "--end", str(end),
                "--http", str(self.settings.http_port), "--pg", str(self.settings.pg_port), "--frames", frames]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **self.sims[variety]})
+        log = open(Path(tempfile.gettempdir()) / "bench_futures_chain.worker.log", "a")  # Dagster's own log lines
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **self.sims[variety]})
 
     @staticmethod
     def result(proc: subprocess.Popen) -> dict:
@@ -175,7 +177,7 @@ def store_alone(bench: Bench, variety: str, frames_dir: Path) -> tuple[float, in
         history = chain.session_history(qdb, variety, "")
         started = time.perf_counter()
         outcomes = list(chain.run_days(Prefetched, qdb, calendar, [(variety, d) for d in frames], chain.ChainSteps(),
-                                       lambda _: history))
+                                       lambda _: history, now=NOW))
         seconds = time.perf_counter() - started
     assert not any(o.error for o in outcomes), [o.error for o in outcomes if o.error][:3]
     return seconds, sum(bench.rows())

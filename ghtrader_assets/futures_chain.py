@@ -357,6 +357,8 @@ class _Downloader:
     """Downloads (contract, day)s in order on one TqSdk session, in one thread of its own (TqApi is not
     thread-safe): the session is opened, used and closed there. Answers wait in a bounded queue."""
 
+    SESSION_DAYS = 20  # days per TqApi session: its received data (tens of MB a day) is freed with it
+
     def __init__(self, tq_session: Callable[[], TqSdkClient], jobs: list[tuple[str, date]], ahead: int) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
         self._stopping = threading.Event()
@@ -366,9 +368,11 @@ class _Downloader:
     def _run(self, tq_session: Callable[[], TqSdkClient], jobs: list[tuple[str, date]]) -> None:
         tq = tq_session()
         try:
-            for contract, day in jobs:
+            for n, (contract, day) in enumerate(jobs):
                 if self._stopping.is_set():
                     return
+                if n and n % self.SESSION_DAYS == 0:
+                    tq.close()  # TqApi's memory grows with every day it received; the next call logs in afresh
                 try:
                     answer: pl.DataFrame | BaseException = tq.ticks(contract, day)
                 except Exception as exc:  # noqa: BLE001 - reported as that day's outcome
