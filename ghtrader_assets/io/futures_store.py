@@ -214,14 +214,7 @@ def materialize_main_l5(client: QuestDBClient, variety: str, day: date, bounds: 
     raw_rows = int(raw_rows or 0)
     if raw_rows and (low != high or low is None):
         raise QuestDBError(f"{contract} {day}: raw rows of more than one provider answer; re-materialize underlying_ticks")
-    values = ", ".join(TICK_COLUMNS)
-    client.execute(
-        f"INSERT INTO {MAIN_L5_TICKS.name} (symbol, ts, datetime_ns, seq, trading_day, {values}, "
-        f"underlying_contract, segment_id, schedule_hash, row_hash, answer_hash) "
-        f"SELECT '{symbol}', ts, datetime_ns, seq, trading_day, {values}, '{contract}', "
-        f"{int(row.segment_id)}, {int(row.schedule_hash)}, row_hash, answer_hash "
-        f"FROM {RAW_TICKS.name} WHERE {raw_where}"
-    )
+    client.execute(_copy_to_main_sql(symbol, row, raw_where))
     current = (f"underlying_contract = '{contract}' AND segment_id = {int(row.segment_id)} "
                f"AND schedule_hash = {int(row.schedule_hash)}")
     if raw_rows:
@@ -231,6 +224,17 @@ def materialize_main_l5(client: QuestDBClient, variety: str, day: date, bounds: 
     except QuestDBError as exc:
         raise QuestDBError(f"main_l5 {symbol} {day}: {exc}") from exc
     return raw_rows
+
+
+def _copy_to_main_sql(symbol: str, row: ScheduleRow, raw_where: str) -> str:
+    """The statement copying the scheduled contract's raw rows selected by `raw_where` into main_l5."""
+    values = ", ".join(TICK_COLUMNS)
+    parse_contract(row.main_contract)
+    return (f"INSERT INTO {MAIN_L5_TICKS.name} (symbol, ts, datetime_ns, seq, trading_day, {values}, "
+            f"underlying_contract, segment_id, schedule_hash, row_hash, answer_hash) "
+            f"SELECT '{check_symbol(symbol)}', ts, datetime_ns, seq, trading_day, {values}, "
+            f"'{row.main_contract}', {int(row.segment_id)}, "
+            f"{int(row.schedule_hash)}, row_hash, answer_hash FROM {RAW_TICKS.name} WHERE {raw_where}")
 
 
 def retired_rows(client: QuestDBClient, table: Table, symbol: str) -> int:
@@ -535,7 +539,6 @@ def store_days(client: QuestDBClient, batch: Sequence[DayWrite], main_l5: bool =
 def _store_main_days(batch: list[DayWrite], raw: dict, done: dict, errors: dict, client: QuestDBClient) -> None:
     if not batch:
         return
-    values = ", ".join(TICK_COLUMNS)
     current: dict[tuple[str, date], dict] = {}
     for w in batch:
         symbol, contract, row = main_symbol(w.variety), w.row.main_contract, w.row
@@ -544,13 +547,7 @@ def _store_main_days(batch: list[DayWrite], raw: dict, done: dict, errors: dict,
         current[(symbol, w.day)] = {"underlying_contract": contract, "segment_id": int(row.segment_id),
                                     "schedule_hash": int(row.schedule_hash), "answer_hash": answer}
         if groups:
-            client.execute(
-                f"INSERT INTO {MAIN_L5_TICKS.name} (symbol, ts, datetime_ns, seq, trading_day, {values}, "
-                f"underlying_contract, segment_id, schedule_hash, row_hash, answer_hash) "
-                f"SELECT '{symbol}', ts, datetime_ns, seq, trading_day, {values}, '{contract}', "
-                f"{int(row.segment_id)}, {int(row.schedule_hash)}, row_hash, answer_hash "
-                f"FROM {RAW_TICKS.name} WHERE {_day_filter(contract, w.day, w.bounds)}"
-            )
+            client.execute(_copy_to_main_sql(symbol, row, _day_filter(contract, w.day, w.bounds)))
     days = {w.day: w.bounds for w in batch}
     symbols = {main_symbol(w.variety) for w in batch}
     keys = ("underlying_contract", "segment_id", "schedule_hash", "answer_hash")
