@@ -11,7 +11,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from ghtrader_assets.domain.stage_table import STAGES
 from ghtrader_assets.domain.universe import UniverseEntry
 
 Stage = str  # a name of stage_table.STAGE_TABLE
