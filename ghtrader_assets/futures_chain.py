@@ -488,7 +488,7 @@ def _day_outcome(qdb, w: store.DayWrite, base: dict, stored: store.DayStored, st
         if mismatch:
             return DayOutcome(w.variety, day, **base, raw=raw, main_l5=main, no_data=no_data, error=(
                 f"ChainError: {symbol} {day}: main_l5 differs from {contract} raw ticks: {mismatch}"))
-    return DayOutcome(w.variety, day, **base, raw=raw if steps.raw else None, main_l5=stored.main_l5 if steps.main_l5 else None,
+    return DayOutcome(w.variety, day, **base, raw=raw, main_l5=stored.main_l5 if steps.main_l5 else None,
                       index=index, no_data=no_data)
 
 

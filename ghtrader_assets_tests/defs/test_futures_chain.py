@@ -144,6 +144,21 @@ def test_rematerializing_a_partition_changes_nothing(chain: ChainRun) -> None:
     assert chain.qdb.scalar("SELECT count() FROM ghtrader_ticks_main_l5_v2 WHERE symbol = 'KQ.m@SHFE.cu'") == total
 
 
+def test_each_asset_subset_rebuilds_from_what_is_stored(chain: ChainRun) -> None:
+    """A stale partition is rebuilt without a download (main_l5 + day_index, or day_index alone): the index
+    still holds both the raw and the main series' rows, and they equal a full run's."""
+    day = chain.days[5]
+    key = f"{day}|SHFE.cu"
+    before = {kind: store.read_index(chain.qdb, symbol, day, day, kind).drop("updated_at")
+              for symbol, kind in ((chain.market.main_contract("SHFE.cu", day), "raw"), ("KQ.m@SHFE.cu", "main_l5"))}
+    for selection in (["main_l5", "day_index"], ["day_index"]):
+        result = chain.materialize(selection, partition_key=key)
+        assert result.success, selection
+        for (symbol, kind), frame in zip(((chain.market.main_contract("SHFE.cu", day), "raw"), ("KQ.m@SHFE.cu", "main_l5")),
+                                         before.values()):
+            assert store.read_index(chain.qdb, symbol, day, day, kind).drop("updated_at").equals(frame), (selection, kind)
+
+
 def test_level_one_variety_has_empty_depth_levels(chain: ChainRun) -> None:
     index = store.read_index(chain.qdb, "KQ.m@DCE.m", chain.days[0], chain.days[19], "main_l5")
     assert index.height == 20 and not any(index["l5_present"])
