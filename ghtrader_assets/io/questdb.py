@@ -11,11 +11,11 @@ import urllib.parse
 import urllib.request
 from base64 import b64encode
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import polars as pl
 import psycopg
-from questdb import QuestDBError as IngressError, Sender
+from questdb import QuestDBError as IngressError, QuestDBErrorCode, Sender
 
 from ghtrader_assets.io.questdb_schema import ALL_TABLES, Table
 
@@ -74,13 +74,20 @@ class QuestDBSettings:
         )
 
 
+WRITE_CHUNK_ROWS = 50_000  # rows per ILP request: about 40 MB of ticks, under the client's 100 MiB limit
+WRITE_ATTEMPTS = 3  # an ILP request that failed in transport is sent again, on a new connection
+WRITE_RETRY_PAUSE_S = 0.5  # times the attempt number
+
+
 class QuestDBClient:
     """One connection's worth of QuestDB: reuse it across the partitions of a run, close it at the end."""
 
-    def __init__(self, settings: QuestDBSettings) -> None:
+    def __init__(self, settings: QuestDBSettings, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self._conn: psycopg.Connection | None = None
         self._sender: Sender | None = None
+        self._sleep = sleep
+        self.write_retries = 0  # ILP requests sent again after a transport failure (see _send)
 
     # -- PGWire -------------------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection:
@@ -157,27 +164,43 @@ class QuestDBClient:
 
     # -- ILP over HTTP ------------------------------------------------------------------------------
     def write(self, table: Table, frame: pl.DataFrame) -> int:
-        """Write a frame holding exactly the table's columns (ts as the designated timestamp); one
-        ILP-over-HTTP request per flush, so a failed write leaves nothing half-applied. Returns rows sent."""
+        """Write a frame holding exactly the table's columns (ts as the designated timestamp), in ILP-over-HTTP
+        requests of at most WRITE_CHUNK_ROWS rows (the client refuses requests over 100 MiB: a week of one
+        contract's ticks is more). Each request is applied whole or not at all; a failed write raises after
+        the requests before it were applied, which every caller re-runs idempotently. Returns rows sent."""
         if frame.height == 0:
             return 0
         missing = set(table.column_names) - set(frame.columns) - set(table.optional)
         if missing:
             raise ValueError(f"frame for {table.name} lacks columns {sorted(missing)}")
         columns = [c for c in table.column_names if c in frame.columns]
-        pdf = frame.select(columns).to_pandas(use_pyarrow_extension_array=True)
-        try:
-            if self._sender is None:  # one sender (one keep-alive HTTP connection) per client
-                self._sender = Sender.from_conf(self.settings.ilp_conf())
-                self._sender.establish()
-            self._sender.dataframe(pdf, table_name=identifier(table.name), symbols=list(table.symbol_columns), at="ts")
-            self._sender.flush()
-        except IngressError as exc:
-            self._close_sender()
-            raise QuestDBError(
-                f"QuestDB ILP write to {table.name} at {self.settings.http_url} failed: {_first_line(exc)}"
-            ) from exc
+        for offset in range(0, frame.height, WRITE_CHUNK_ROWS):
+            chunk = frame.slice(offset, WRITE_CHUNK_ROWS).select(columns)
+            self._send(table, chunk.to_pandas(use_pyarrow_extension_array=True))
         return frame.height
+
+    def _send(self, table: Table, pdf: Any) -> None:
+        """One ILP request; sent again on a new connection when it failed in transport (e.g. a system call
+        interrupted by a signal, a dropped keep-alive connection): every table deduplicates on its keys,
+        so a request that did arrive the first time changes nothing the second."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                if self._sender is None:  # one sender (one keep-alive HTTP connection) per client
+                    self._sender = Sender.from_conf(self.settings.ilp_conf())
+                    self._sender.establish()
+                self._sender.dataframe(pdf, table_name=identifier(table.name), symbols=list(table.symbol_columns), at="ts")
+                self._sender.flush()
+                return
+            except IngressError as exc:
+                self._close_sender()
+                if _is_transport_failure(exc) and attempt < WRITE_ATTEMPTS:
+                    self.write_retries += 1
+                    self._sleep(WRITE_RETRY_PAUSE_S * attempt)
+                    continue
+                raise QuestDBError(
+                    f"QuestDB ILP write to {table.name} at {self.settings.http_url} failed"
+                    f"{f' after {attempt} attempts' if attempt > 1 else ''}: {_first_line(exc)}"
+                ) from exc
 
     # -- schema and consistency ---------------------------------------------------------------------
     def bootstrap(self, tables: Iterable[Table] = ALL_TABLES) -> list[str]:
@@ -239,6 +262,13 @@ class QuestDBClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_transport_failure(exc: IngressError) -> bool:
+    """The request did not get through (socket error, or an I/O error while the client asked the server
+    for its protocol version), as opposed to the server rejecting what it was sent."""
+    code = getattr(exc, "code", None)
+    return code in (QuestDBErrorCode.SocketError, QuestDBErrorCode.ConnectTimeout) or " io: " in str(exc)
 
 
 def _first_line(exc: BaseException) -> str:

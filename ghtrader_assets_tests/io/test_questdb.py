@@ -121,3 +121,54 @@ def test_password_is_not_in_repr() -> None:
     settings = QuestDBSettings(password="s3cret-pw")
     assert "s3cret-pw" not in repr(settings)
     assert "s3cret-pw" not in repr(QuestDBClient(settings).settings)
+
+
+def test_a_write_bigger_than_one_request_is_stored_whole(qdb: QuestDBClient) -> None:
+    """300,000 ticks (about a week of one real contract: 230 MB of ILP, over the client's 100 MiB request
+    limit) go in several requests and are stored exactly once, also when written again."""
+    table = scratch_table(RAW_TICKS)
+    qdb.bootstrap([table])
+    n = 300_000
+    frame = tick_frame("SHFE.cu2402", [1_704_153_600_000_000_000 + i * 1_000_000 for i in range(n)])
+    assert qdb.write(table, frame) == n
+    assert qdb.write(table, frame) == n
+    assert count(qdb, table) == n
+
+
+def test_a_write_interrupted_by_signals_is_sent_again_once(questdb_settings: QuestDBSettings) -> None:
+    """A signal landing in the middle of the ILP request (a debugger attaching, a stopped and continued
+    process) makes the socket call fail with EINTR. The write is sent again on a new connection and the
+    rows are stored exactly once."""
+    import signal
+    import threading
+
+    table = scratch_table(RAW_TICKS)
+    n = 300_000
+    frame = tick_frame("SHFE.cu2402", [1_704_153_600_000_000_000 + i * 1_000_000 for i in range(n)])
+    stop = threading.Event()
+    main = threading.main_thread().ident
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:  # the client's retry pause: the signals stop before the next attempt
+        stop.set()
+        pauses.append(seconds)
+        time.sleep(seconds)
+
+    def interrupt() -> None:
+        while not stop.wait(0.001):
+            signal.pthread_kill(main, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)  # a handler: system calls return EINTR
+    sender = threading.Thread(target=interrupt, daemon=True)
+    try:
+        with QuestDBClient(questdb_settings, sleep=pause) as client:
+            client.bootstrap([table])
+            sender.start()
+            assert client.write(table, frame) == n
+            stop.set()
+            assert client.write_retries >= 1 and pauses, "no write was interrupted: the test proves nothing"
+            assert count(client, table) == n
+    finally:
+        stop.set()
+        sender.join(5)
+        signal.signal(signal.SIGUSR1, previous)
