@@ -18,7 +18,7 @@ import polars as pl
 
 from ghtrader_assets.domain.calendar import TradingCalendar
 from ghtrader_assets.domain.schedule import ScheduleRow
-from ghtrader_assets.domain.symbols import check_symbol, main_symbol, parse_contract, parse_variety
+from ghtrader_assets.domain.symbols import check_symbol, main_symbol, parse_contract, parse_variety, variety_of
 from ghtrader_assets.domain.sessions import Sessions, trading_time_json
 from ghtrader_assets.domain.ticks import L2_TO_L5_PRICE_COLUMNS, TICK_COLUMNS, answer_hash, hash_aggregates, l5_present
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBError
@@ -153,77 +153,29 @@ def frame_stats(frame: pl.DataFrame) -> dict:
     }
 
 
-def _retire_stale(client: QuestDBClient, table: Table, symbol: str, day: date, bounds: tuple[int, int],
-                  current: str, expected: int) -> int:
-    """Make the rows of (symbol, day) that match `current` the only visible ones: one UPDATE moves the
-    others to the retired symbol `~<symbol>`. Nothing outside (symbol, day) is read or written, so
-    concurrent writers of other symbols and days, and readers, are never disturbed. Returns the
-    rows retired; raises if the current rows are not `expected` in number."""
-    where = _day_filter(symbol, day, bounds)
-    client.wait_for_wal(table)
-    total, kept = _counts(client, table, where, current)
-    retired = total - kept
-    if retired:
-        # On a WAL table the UPDATE is one transaction in the table's WAL, applied in order with the
-        # writes before it; readers see the day before or after it, never a part of it.
-        client.execute(f"UPDATE {table.name} SET symbol = '{RETIRED_PREFIX}{symbol}' WHERE {where} AND NOT ({current})")
-        client.wait_for_wal(table)
-        total, kept = _counts(client, table, where, current)
-    if total != expected or kept != expected:
-        raise QuestDBError(f"{table.name} {symbol} {day}: {total} rows stored ({kept} current), expected {expected}")
-    return retired
-
-
-def _counts(client: QuestDBClient, table: Table, where: str, current: str) -> tuple[int, int]:
-    total, kept = client.query(
-        f"SELECT count() n, sum(CASE WHEN {current} THEN 1 ELSE 0 END) k FROM {table.name} WHERE {where}"
-    ).row(0)
-    return int(total or 0), int(kept or 0)
-
-
 def replace_raw_day(client: QuestDBClient, contract: str, day: date, bounds: tuple[int, int], frame: pl.DataFrame) -> int:
-    """Store exactly `frame` (the raw tick columns; `answer_hash` is added when absent) as the raw ticks
-    of (contract, day); on return the rows are applied (visible to reads).
-
-    Re-ingesting the same answer is a DEDUP no-op (same keys, same values) and costs one write, one
-    WAL wait and one count. A different answer upserts its rows, then the rows it did not replace are
-    retired (see `_retire_stale`)."""
+    """Store `frame` (the raw tick columns; `answer_hash` is added when absent) as the raw ticks of
+    (contract, day): `store_days` for one day, raw only. On return the rows are applied (visible to
+    reads) and are the only current ones of the day; an empty frame changes nothing stored. Raises
+    QuestDBError when the stored rows disagree with the frame. Returns the rows stored."""
     parse_contract(contract)
-    if "answer_hash" not in frame.columns:
-        frame = frame.with_columns(pl.lit(answer_hash(frame["row_hash"].to_numpy()), dtype=pl.Int64).alias("answer_hash"))
-    answers = frame["answer_hash"].unique()
-    if answers.len() != 1 or answers[0] is None:
-        raise ValueError(f"{contract} {day}: a raw frame carries exactly one answer_hash")
-    client.write(RAW_TICKS, frame)
-    _retire_stale(client, RAW_TICKS, contract, day, bounds, f"answer_hash = {int(answers[0])}", frame.height)
-    return frame.height
+    write = DayWrite(variety_of(contract), day, bounds, ScheduleRow(day, contract, -1, 0), frame)
+    return _stored_one(store_days(client, [write], main_l5=False), write).raw["rows_total"]
 
 
 def materialize_main_l5(client: QuestDBClient, variety: str, day: date, bounds: tuple[int, int], row: ScheduleRow) -> int:
-    """Copy the scheduled contract's raw ticks of `day` into main_l5 inside QuestDB (no round trip
+    """Copy the scheduled contract's stored raw ticks of `day` into main_l5 inside QuestDB (no round trip
     through Python), tagged with the contract, segment and schedule hash; rows of another contract,
-    schedule or raw answer are then retired. Returns the rows stored."""
-    symbol = main_symbol(variety)
-    contract = row.main_contract
-    parse_contract(contract)
-    raw_where = _day_filter(contract, day, bounds)
-    client.wait_for_wal(RAW_TICKS)
-    raw_rows, low, high = client.query(
-        f"SELECT count() n, min(answer_hash) lo, max(answer_hash) hi FROM {RAW_TICKS.name} WHERE {raw_where}"
-    ).row(0)
-    raw_rows = int(raw_rows or 0)
-    if raw_rows and (low != high or low is None):
-        raise QuestDBError(f"{contract} {day}: raw rows of more than one provider answer; re-materialize underlying_ticks")
-    client.execute(_copy_to_main_sql(symbol, row, raw_where))
-    current = (f"underlying_contract = '{contract}' AND segment_id = {int(row.segment_id)} "
-               f"AND schedule_hash = {int(row.schedule_hash)}")
-    if raw_rows:
-        current += f" AND answer_hash = {int(low)}"
-    try:
-        _retire_stale(client, MAIN_L5_TICKS, symbol, day, bounds, current, raw_rows)
-    except QuestDBError as exc:
-        raise QuestDBError(f"main_l5 {symbol} {day}: {exc}") from exc
-    return raw_rows
+    schedule or raw answer are then retired: `store_days` for one day, not fetched. Returns the rows stored."""
+    write = DayWrite(variety, day, bounds, row)
+    return _stored_one(store_days(client, [write]), write).main_l5["rows_total"]
+
+
+def _stored_one(done: dict, write: "DayWrite") -> "DayStored":
+    stored = done[(write.variety, write.day)]
+    if stored.error:
+        raise QuestDBError(stored.error)
+    return stored
 
 
 def _copy_to_main_sql(symbol: str, row: ScheduleRow, raw_where: str) -> str:
@@ -490,7 +442,7 @@ def stats_by_day(client: QuestDBClient, kind: str, symbol: str, days: dict[date,
 def store_days(client: QuestDBClient, batch: Sequence[DayWrite], main_l5: bool = True) -> dict[tuple[str, date], DayStored]:
     """Store a batch of days: the fetched raw answers in one write and one WAL barrier, then (with
     `main_l5`) each day's main series copied inside QuestDB, one barrier. Rows of an older answer, contract
-    or schedule are retired as in `replace_raw_day` / `materialize_main_l5`. Every figure returned is
+    or schedule are then retired by one UPDATE per day and table. Every figure returned is
     counted by QuestDB from the stored rows. A day whose stored rows disagree with its answer is reported
     with an error; a QuestDB failure raises (no day of the batch is then known to be stored)."""
     done: dict[tuple[str, date], DayStored] = {}
@@ -501,6 +453,8 @@ def store_days(client: QuestDBClient, batch: Sequence[DayWrite], main_l5: bool =
         frame = w.frame
         if "answer_hash" not in frame.columns:
             frame = frame.with_columns(pl.lit(answer_hash(frame["row_hash"].to_numpy()), dtype=pl.Int64).alias("answer_hash"))
+        elif frame["answer_hash"].n_unique() != 1 or frame["answer_hash"][0] is None:
+            raise ValueError(f"{w.row.main_contract} {w.day}: a raw frame carries exactly one answer_hash")
         frames.append(frame)
     answers = {(w.row.main_contract, w.day): int(f["answer_hash"][0]) for w, f in zip(fetched, frames)}
     expected = {(w.row.main_contract, w.day): f.height for w, f in zip(fetched, frames)}
