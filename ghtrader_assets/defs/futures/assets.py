@@ -22,6 +22,7 @@ UNDERLYING_TICKS = dg.AssetKey("underlying_ticks")
 MAIN_L5 = dg.AssetKey("main_l5")
 DAY_INDEX = dg.AssetKey("day_index")
 INDEX_CHECK = "index_matches_stored"
+PROGRESS_EVERY_S = 10.0  # at most one progress line per interval in a range run (failures: always)
 
 
 class ScheduleConfig(dg.Config):
@@ -162,7 +163,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         verify_error = ""
         indexed: dict[str, list[date]] = {}  # main symbol -> days indexed by this run
         sessions: dict[str, SessionHistory] = {}
-        started = time.monotonic()
+        started, last_line = time.monotonic(), 0.0
         with questdb.client() as qdb:
             calendar = store.read_calendar(qdb)
 
@@ -184,9 +185,15 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                         context.log_event(event)
                     if steps.index:
                         indexed.setdefault(main_symbol(part.variety), []).append(part.trading_day)
-                    context.log.info("[%d/%d] %s %s <- %s: %s rows%s (%.0f s elapsed)", i, len(parts), part.variety,
-                                     part.trading_day, outcome.contract, outcome.rows,
-                                     "" if outcome.final else " (day unfinished: not final)", time.monotonic() - started)
+                    # Progress: the first and last partition, unfinished days, and otherwise one line every
+                    # PROGRESS_EVERY_S (each line is an event in the instance; every partition has its own
+                    # materializations already).
+                    elapsed = time.monotonic() - started
+                    if i in (1, len(parts)) or not outcome.final or elapsed - last_line >= PROGRESS_EVERY_S:
+                        last_line = elapsed
+                        context.log.info("[%d/%d] %s %s <- %s: %s rows%s (%.0f s elapsed)", i, len(parts), part.variety,
+                                         part.trading_day, outcome.contract, outcome.rows,
+                                         "" if outcome.final else " (day unfinished: not final)", elapsed)
             try:
                 mismatches = [m for symbol, days in indexed.items()
                               for m in chain.verify_index(qdb, calendar, symbol, "main_l5", days)]
