@@ -11,11 +11,14 @@ in one run (every chain run in a fresh process, on emptied tables):
   3. the store path alone on pre-fetched frames (the chain's own code, the downloads replaced by the
      frames of step 1): rows/s (raw + main_l5) over a bare `Sender.dataframe` loop's rows/s;
   4. the Dagster overhead share: 1 - (the same days through `futures_chain.run_days` without Dagster) /
-     (the Dagster run), at 60 days and, without --quick, 240;
-  5. two varieties in two parallel runs (each with its own simulator): aggregate rows/s over one variety's;
+     (the Dagster run), at 60 days and, without --quick, 240; and Dagster's own cost per partition, with
+     `run_days` replaced by ready outcomes (what the run's events cost, free of download noise);
+  5. two varieties in two parallel runs (each with its own simulator): aggregate rows/s over one variety's,
+     with the CPU seconds of each process (run, simulator, QuestDB) to say where the time goes;
   6. the run process's peak RSS at each length;
   7. the read API's rows/s (`reader.read_ticks` of the main series).
-Figures only: nothing is asserted.
+The Dagster runs use the project's own instance (dagster.yaml: SQLite storage in a temp DAGSTER_HOME), the
+storage a one-machine user has. Figures only: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,12 +71,14 @@ def worker(args: argparse.Namespace) -> None:
         "futures": FuturesSettings(start_date=str(START), now=now.isoformat(), schedule_source="continuous_table"),
     }
     assets = build_futures_assets((variety,))
-    instance = dg.DagsterInstance.ephemeral()
+    instance = dg.DagsterInstance.get()  # DAGSTER_HOME: the project's dagster.yaml (SQLite storage)
     dg.materialize(assets, selection=["trading_days"], resources=resources, instance=instance)
     dg.materialize(assets, selection=["main_schedule"], partition_key=variety, resources=resources, instance=instance)
     days = [d for d in (date.fromisoformat(k) for k in instance.get_dynamic_partitions("trading_day")) if d <= end]
     started = time.perf_counter()
-    if args.worker == "chain":
+    if args.worker == "dagster":  # the same run with the chain replaced by ready outcomes: Dagster's own cost
+        chain.run_days, chain.verify_index = _ready_outcomes, lambda *a, **k: []
+    if args.worker in ("chain", "dagster"):
         tags = {"dagster/asset_partition_range_start": f"{days[0]}|{variety}",
                 "dagster/asset_partition_range_end": f"{days[-1]}|{variety}"}
         result = dg.materialize(assets, selection=["underlying_ticks", "main_l5", "day_index"], resources=resources,
@@ -97,13 +103,36 @@ def worker(args: argparse.Namespace) -> None:
         for d, frame in frames.items():
             frame.write_parquet(out / f"{d}.parquet")
         ok = True
-        print(json.dumps({"ok": ok, "seconds": seconds, "days": len(days), "rss_mb": _rss_mb()}))
+        print(json.dumps({"ok": ok, "seconds": seconds, "days": len(days), "rss_mb": _rss_mb(), "cpu_s": _cpu_s()}))
         return
-    print(json.dumps({"ok": ok, "seconds": time.perf_counter() - started, "days": len(days), "rss_mb": _rss_mb()}))
+    print(json.dumps({"ok": ok, "seconds": time.perf_counter() - started, "days": len(days), "rss_mb": _rss_mb(),
+                      "cpu_s": _cpu_s()}))
+
+
+def _ready_outcomes(tq_session, qdb, calendar, days, steps, sessions, now, max_retries=0, limits=None):
+    """Stands in for `futures_chain.run_days`: one finished outcome per day, at once, with real-sized stats."""
+    from ghtrader_assets.futures_chain import DayOutcome
+
+    stats = {"rows_total": 13_700, "first_datetime_ns": 1_704_150_000_000_000_000,
+             "last_datetime_ns": 1_704_200_000_000_000_000, "l5_present": True, "row_hash_sum": 123_456_789}
+    for variety, day in days:
+        yield DayOutcome(variety, day, contract="SHFE.cu2402", segment_id=0, final=True, raw=stats, main_l5=stats,
+                         index=stats)
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the parent: servers, runs, figures --------------------------------------------------------------------
@@ -127,14 +156,20 @@ def start_simulator(variety: str, end: date, density: float) -> tuple[subprocess
 
 
 class Bench:
-    def __init__(self, settings: QuestDBSettings, sims: dict[str, dict[str, str]]) -> None:
-        self.settings, self.sims = settings, sims
+    def __init__(self, settings: QuestDBSettings, sims: dict[str, dict[str, str]], dagster_home: Path,
+                 cpu_pids: dict[str, int]) -> None:
+        self.settings, self.sims, self.dagster_home, self.cpu_pids = settings, sims, dagster_home, cpu_pids
 
     def launch(self, role: str, variety: str, end: date, frames: str = "") -> subprocess.Popen:
         cmd = [sys.executable, __file__, "--worker", role, "--variety", variety, "--end", str(end),
                "--http", str(self.settings.http_port), "--pg", str(self.settings.pg_port), "--frames", frames]
         log = open(Path(tempfile.gettempdir()) / "bench_futures_chain.worker.log", "a")  # Dagster's own log lines
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **self.sims[variety]})
+        env = {**os.environ, **self.sims[variety], "DAGSTER_HOME": str(self.dagster_home)}
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the servers (simulators, QuestDB), by name."""
+        return {name: process_cpu_s(pid) for name, pid in self.cpu_pids.items()}
 
     @staticmethod
     def result(proc: subprocess.Popen) -> dict:
@@ -145,7 +180,10 @@ class Bench:
         return json.loads(lines[-1])
 
     def run(self, role: str, variety: str, end: date, frames: str = "") -> dict:
-        return self.result(self.launch(role, variety, end, frames))
+        before = self.cpu()
+        out = self.result(self.launch(role, variety, end, frames))
+        out["server_cpu_s"] = {k: v - before[k] for k, v in self.cpu().items()}
+        return out
 
     def empty_tables(self) -> None:
         with QuestDBClient(self.settings) as qdb:
@@ -211,11 +249,19 @@ def ceiling(bench: Bench, frames_dir: Path) -> tuple[float, int]:
     return seconds, sum(len(p) for p in pdfs)
 
 
+def _cpu_line(run: dict, wall_s: float) -> str:
+    """`run process 80 s, simulator SHFE.cu 60 s, QuestDB 20 s: 1.6 of 2 cores busy over the wall time`."""
+    parts = {"run process(es)": run["cpu_s"], **run["server_cpu_s"]}
+    busy = sum(parts.values()) / wall_s
+    return ", ".join(f"{k} {v:.0f} s" for k, v in parts.items() if v >= 0.5) + \
+        f": {busy:.2f} of {os.cpu_count()} cores busy over the {wall_s:.0f} s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="about 60 trading days only")
     parser.add_argument("--density", type=float, default=0.25)
-    parser.add_argument("--worker", choices=("chain", "direct", "download"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("chain", "dagster", "direct", "download"), help=argparse.SUPPRESS)
     parser.add_argument("--variety", default=VARIETIES[0], help=argparse.SUPPRESS)
     parser.add_argument("--end", default=str(QUICK_END), help=argparse.SUPPRESS)
     parser.add_argument("--http", type=int, help=argparse.SUPPRESS)
@@ -234,7 +280,10 @@ def main() -> None:
         sims[variety] = env
     server = QuestDBServer(home=Path(tempfile.mkdtemp(prefix="bench-qdb-")), ports=ServerPorts.free()).start()
     settings = QuestDBSettings(http_port=server.ports.http, pg_port=server.ports.pg)
-    bench = Bench(settings, sims)
+    dagster_home = Path(tempfile.mkdtemp(prefix="bench-dagster-home-"))
+    shutil.copy(Path(__file__).parents[1] / "dagster.yaml", dagster_home / "dagster.yaml")
+    cpu_pids = {"QuestDB": server.pid, **{f"simulator {v}": p.pid for v, p in zip(VARIETIES, procs)}}
+    bench = Bench(settings, sims, dagster_home, cpu_pids)
     cu = VARIETIES[0]
     lines: list[str] = []
 
@@ -256,6 +305,7 @@ def main() -> None:
             bench.empty_tables()
             chain = bench.run("chain", cu, end)
             raw, main = bench.rows()
+            dagster_only = bench.run("dagster", cu, end)
             back_started = time.perf_counter()
             from ghtrader_assets.reader import read_ticks
 
@@ -276,6 +326,10 @@ def main() -> None:
                 f"{ceiling_rps:,.0f} rows/s; ratio {store_rps / ceiling_rps:.3f}   (goal >= 0.5)")
             say(f"  4. without Dagster (run_days)    {direct['seconds']:8.1f} s   Dagster overhead share "
                 f"{max(0.0, 1 - direct['seconds'] / chain['seconds']):.3f}   (goal <= 0.05)")
+            say(f"     Dagster alone (ready outcomes) {dagster_only['seconds']:7.1f} s   "
+                f"{1000 * dagster_only['seconds'] / n:.0f} ms per partition; "
+                f"{dagster_only['seconds'] / chain['seconds']:.3f} of the chain run if none of it overlapped")
+            say(f"     CPU seconds of the chain run: {_cpu_line(chain, chain['seconds'])}")
             say(f"  6. run process peak RSS          {chain['rss_mb']:8.0f} MiB (without Dagster {direct['rss_mb']:.0f} MiB)")
             say(f"  7. read-back (read_ticks)        {read_s:8.1f} s   {back.height / read_s:,.0f} rows/s")
         # 5. two varieties side by side, each with its own simulator, over the first length
@@ -283,14 +337,17 @@ def main() -> None:
         bench.empty_tables()
         started = time.perf_counter()
         runs = [bench.launch("chain", v, end) for v in VARIETIES]
+        before = bench.cpu()
         results = [bench.result(p) for p in runs]
         both_s = time.perf_counter() - started
+        servers = {k: v - before[k] for k, v in bench.cpu().items()}
         both_rows = sum(bench.rows())
         first = by_length[min(by_length)]
         one_rps = first["rows"] / first["chain"]["seconds"]
         say(f"  5. {' + '.join(VARIETIES)} in two parallel runs: {both_rows:,} rows in {both_s:.1f} s "
             f"(runs {', '.join(format(r['seconds'], '.1f') for r in results)} s) = {both_rows / both_s:,.0f} rows/s; "
             f"one variety {one_rps:,.0f} rows/s; ratio {both_rows / both_s / one_rps:.3f}   (goal >= 1.5)")
+        say(f"     CPU seconds of the two runs: {_cpu_line({'cpu_s': sum(r['cpu_s'] for r in results), 'server_cpu_s': servers}, both_s)}")
     finally:
         server.stop()
         for proc in procs:
