@@ -318,7 +318,9 @@ def main() -> None:
                             "store_s": store_s, "store_rows": store_rows, "ceiling_s": ceiling_s,
                             "ceiling_rows": ceiling_rows, "read_rows": back.height, "read_s": read_s}
             say(f"{cu}, {n} trading days {START}..{end}: {raw:,} raw + {main:,} main_l5 rows")
-            say(f"  1. download alone                {download['seconds']:8.1f} s")
+            ticks = sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in frames_dir.glob("*.parquet"))
+            say(f"  1. download alone                {download['seconds']:8.1f} s   {ticks / download['seconds']:,.0f} ticks/s")
+            say(f"     CPU seconds of the download: {_cpu_line(download, download['seconds'])}")
             say(f"  2. chain (Dagster backfill)      {chain['seconds']:8.1f} s   chain / download = "
                 f"{chain['seconds'] / download['seconds']:.3f}   (goal <= 1.15)")
             store_rps, ceiling_rps = store_rows / store_s, ceiling_rows / ceiling_s
