@@ -354,7 +354,8 @@ def main() -> None:
         server.stop()
         for proc in procs:
             os.killpg(proc.pid, 15)
-    out = Path(__file__).parent / "results" / f"futures_chain{'_quick' if args.quick else ''}.txt"
+    density = "" if args.density == parser.get_default("density") else f"_density{args.density:g}"
+    out = Path(__file__).parent / "results" / f"futures_chain{'_quick' if args.quick else ''}{density}.txt"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"(written to {out})")
