@@ -37,7 +37,7 @@ KINDS = {"raw": RAW_TICKS, "main_l5": MAIN_L5_TICKS}
 # Rows a rewrite replaced move to this symbol prefix (`~SHFE.cu2403`): out of every per-symbol read,
 # still on disk as the record of what the provider served before.
 RETIRED_PREFIX = "~"
-# What a caller hands `replace_raw_day`: every raw column but answer_hash, which the store derives.
+# What a caller hands `store_days` / `replace_raw_day`: every raw column but answer_hash, which the store derives.
 RAW_FRAME_COLUMNS = tuple(c for c in RAW_TICKS.column_names if c != "answer_hash")
 PROVISIONAL = "+provisional"  # suffix of `source` on schedule rows computed before the source could answer
 
@@ -159,6 +159,7 @@ def replace_raw_day(client: QuestDBClient, contract: str, day: date, bounds: tup
     reads) and are the only current ones of the day; an empty frame changes nothing stored. Raises
     QuestDBError when the stored rows disagree with the frame. Returns the rows stored."""
     parse_contract(contract)
+    # Raw only: the schedule row just names the contract (segment and hash are read by main_l5 alone).
     write = DayWrite(variety_of(contract), day, bounds, ScheduleRow(day, contract, -1, 0), frame)
     return _stored_one(store_days(client, [write], main_l5=False), write).raw["rows_total"]
 
