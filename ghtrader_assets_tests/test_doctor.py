@@ -117,6 +117,8 @@ def test_schema_missing(env: pytest.MonkeyPatch, doctor_qdb: QuestDBSettings, ca
                         damage: str, reported: str) -> None:
     with QuestDBClient(doctor_qdb) as client:
         client.execute(damage)
+        if damage.startswith("ALTER"):  # a WAL table applies ALTER asynchronously
+            client.wait_for_wal("ghtrader_no_data_days_v2")
         try:
             code, lines = doctor_lines(capsys, "--only", "questdb")
         finally:
