@@ -357,10 +357,11 @@ class _Downloader:
     """Downloads (contract, day)s in order on one TqSdk session, in one thread of its own (TqApi is not
     thread-safe): the session is opened, used and closed there. Answers wait in a bounded queue."""
 
-    # A TqApi session keeps the decoded DIFF packs it received (about 2 KB per tick: 2.6 GiB peak RSS over 20
-    # real-density cu days): a fresh session after 20 days or 400,000 ticks (a week of one real contract).
+    # The client empties what a TqApi session keeps of each download (its ticks and DIFF packs: about 100 MB
+    # per real-density day otherwise); what is left still grows a few MB per day, so a fresh session after
+    # 20 days or 1,000,000 ticks (about 18 days of one real contract), one login each.
     SESSION_DAYS = 20
-    SESSION_TICKS = 400_000
+    SESSION_TICKS = 1_000_000
 
     def __init__(self, tq_session: Callable[[], TqSdkClient], jobs: list[tuple[str, date]], ahead: int) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))

@@ -303,10 +303,14 @@ def _download_ticks(api: Any, contract: str, day: date, timeout_s: float) -> Any
 
 
 def _forget_received_ticks(api: Any, contract: str, end_ns: int) -> None:
-    """Drop the session's copy of the ticks just downloaded. TqApi keeps every tick it received, as one
-    Python dict each (about 2 KB), for the life of the session: over a range backfill that is gigabytes.
+    """Drop the session's copies of the ticks just downloaded; over a range backfill they are gigabytes.
+    TqApi keeps every tick it received, as one Python dict each, and, because every wait of a download
+    passes `_task` (as TqSdk's own get_tick_data_series does), it also keeps every DIFF pack received in
+    `_sync_diffs`, which only a wait without `_task` resets (about 100 MB per real-density day). That list
+    only serves `is_changing` in synchronous code, which a download session never calls; it is emptied.
     Only ticks before the day's end go; a few the server sent past it stay, in case the next day's
     download counts on them. A later download of the same day runs on a fresh session (see _with_retries)."""
+    api._sync_diffs = []
     serial = api._data.get("ticks", {}).get(contract, {})
     data = serial.get("data") if hasattr(serial, "get") else None
     if not data:

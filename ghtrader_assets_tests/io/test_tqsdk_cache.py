@@ -50,17 +50,19 @@ from datetime import date
 from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
 contract, days = sys.argv[1], [date.fromisoformat(d) for d in sys.argv[2:]]
 with TqSdkClient(TqSettings("sim", "sim")) as tq:
-    rows, kept = [], []
+    rows, kept, diffs = [], [], []
     for day in days:
         rows.append(tq.ticks(contract, day).height)
         kept.append(len(tq.api()._data["ticks"][contract]["data"]))
-print(json.dumps({"rows": rows, "kept": kept}))
+        diffs.append(len(tq.api()._sync_diffs))
+print(json.dumps({"rows": rows, "kept": kept, "diffs": diffs}))
 """
 
 
 def test_a_session_does_not_keep_the_ticks_it_downloaded(tq_sim: TqSimServer, tmp_path: Path) -> None:
-    """TqApi keeps every received tick for the session's life (gigabytes over a range); the client drops
-    them after each day, and every day, the same one again included, still arrives whole."""
+    """TqApi keeps every received tick, and every DIFF pack that carried it, for the session's life
+    (gigabytes over a range); the client drops both after each day, and every day, the same one again
+    included, still arrives whole."""
     days = [date(2024, 3, 11), date(2024, 3, 12), date(2024, 3, 13), date(2024, 3, 13), date(2024, 3, 14)]
     contract = tq_sim.market.main_contract("SHFE.cu", days[0])
     env = {**os.environ, **tq_sim.env(), "HOME": str(tmp_path)}
@@ -70,3 +72,4 @@ def test_a_session_does_not_keep_the_ticks_it_downloaded(tq_sim: TqSimServer, tm
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["rows"] == [len(tq_sim.market.ticks(contract, d)) for d in days]
     assert max(result["kept"]) <= 2000, result  # at most one chart window past the day's end
+    assert max(result["diffs"][1:]) <= 2 * result["diffs"][0], result  # one day's packs at most, not the range's
