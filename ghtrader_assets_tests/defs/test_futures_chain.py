@@ -19,7 +19,7 @@ from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.reader import read_ticks
 from ghtrader_assets.sim.tq import Faults, SimMarket, TqSimServer
-from ghtrader_assets_tests.fixtures.tq_sim import TQ_SIM_CONFIG, tq_env
+from ghtrader_assets_tests.fixtures.tq_sim import tq_env
 from ghtrader_assets_tests.truth import materializations, truth_stats
 
 VARIETIES = ("SHFE.cu", "DCE.m")

@@ -19,7 +19,6 @@ from ghtrader_assets.defs.ibkr.assets import ibkr_contracts, ibkr_hours_bars
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
 from ghtrader_assets.domain.contracts_cache import read_latest_cache
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
-from ghtrader_assets.domain.latest_status import read_status
 from ghtrader_assets.domain.run_summary import Status, read_stage_records
 from ghtrader_assets.domain.universe import UniverseEntry, write_universe
 from ghtrader_assets.ibkr_cli import rerun_universe
