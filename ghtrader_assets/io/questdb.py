@@ -211,12 +211,10 @@ class QuestDBClient:
             identifier(table.name)
             self.execute(table.ddl())
             present = set(self.query(f"SELECT \"column\" FROM table_columns('{table.name}')")["column"].to_list())
-            added = False
-            for name, kind in table.columns:
-                if name not in present:  # one ALTER per column: WAL tables take one change per statement
-                    self.execute(f"ALTER TABLE {table.name} ADD COLUMN {identifier(name)} {kind}")
-                    added = True
-            if added:  # a WAL table applies ALTER asynchronously: make the next read see the columns
+            missing = [(name, kind) for name, kind in table.columns if name not in present]
+            for name, kind in missing:  # one ALTER per column: WAL tables take one change per statement
+                self.execute(f"ALTER TABLE {table.name} ADD COLUMN {identifier(name)} {kind}")
+            if missing:  # a WAL table applies ALTER asynchronously: make the next read see the columns
                 self.wait_for_wal(table)
             names.append(table.name)
         return names
