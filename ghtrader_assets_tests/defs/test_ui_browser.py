@@ -59,7 +59,7 @@ def page(tmp_path: Path) -> Iterator:
         try:
             pg = browser.new_page(viewport={"width": 1400, "height": 1100})
             pg.set_default_timeout(30_000)
-            # dagster_dev marks the community dialog as seen; should it open anyway, skip it.
+            # dagster_dev turns the community dialog off; should it open anyway, skip it.
             pg.add_locator_handler(pg.get_by_text("Join the Dagster community"),
                                    lambda: pg.get_by_role("button", name="Skip").click())
             yield pg
