@@ -29,10 +29,10 @@ from ghtrader_assets.domain.schedule import (
 )
 from ghtrader_assets.domain.no_data import DEFAULT_MAX_RETRIES, next_retry, permanent_reason
 from ghtrader_assets.domain.session_history import KNOWN_CHANGES, KNOWN_NIGHT_EXCEPTIONS, SessionHistory, load_session_file
-from ghtrader_assets.domain.symbols import has_l5_depth
+from ghtrader_assets.domain.symbols import expected_depth, has_l5_depth
 from ghtrader_assets.domain.sessions import Sessions
-from ghtrader_assets.domain.tick_cleaning import CleaningReport, clean_ticks
-from ghtrader_assets.domain.ticks import with_row_hash, with_seq
+from ghtrader_assets.domain.tick_cleaning import CleaningReport, flag_ticks, keep_rule
+from ghtrader_assets.domain.ticks import served_depth, with_row_hash, with_seq
 from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBClient
 from ghtrader_assets.io.tqsdk_client import TqSdkClient, continuous_table, continuous_table_varieties
@@ -284,6 +284,12 @@ class DayOutcome:
     cleaning: CleaningReport | None = None
     no_data: NoData | None = None
     error: str = ""  # set when the day failed; the others of the range go on
+    depth: int | None = None  # depth levels the provider served this run (None: not downloaded, or no ticks)
+
+    @property
+    def depth_mismatch(self) -> bool:
+        """Served with another depth than the variety's exchange publishes (see domain.symbols)."""
+        return self.depth is not None and self.depth != expected_depth(self.variety)
 
     @property
     def rows(self) -> int | None:
@@ -425,29 +431,35 @@ def _store_batch(qdb, calendar, batch, steps: ChainSteps, sessions, open_no_data
         if isinstance(answer, BaseException):
             partial[key] = {**base, "error": f"{type(answer).__name__}: {answer}"}
             continue
-        if isinstance(answer, pl.DataFrame):
-            try:
-                frame, report = clean_ticks(answer, calendar, sessions(variety), day)
-            except Exception as exc:  # noqa: BLE001
-                partial[key] = {**base, "error": f"{type(exc).__name__}: {exc}"}
-                continue
-            base["cleaning"] = report
+        try:
+            rule = keep_rule(calendar, sessions(variety), day)
+            if isinstance(answer, pl.DataFrame):
+                frame, report = flag_ticks(answer, rule)
+                base["cleaning"] = report
+                if frame.height:
+                    base["depth"] = served_depth(answer)
+        except Exception as exc:  # noqa: BLE001 - e.g. a session history that cannot judge the day
+            partial[key] = {**base, "error": f"{type(exc).__name__}: {exc}"}
+            continue
+        if frame is not None:
             if report.changed:
-                log.warning("%s %s: cleaning rule changed the provider frame: %s", row.main_contract, day, report.as_metadata())
+                log.warning("%s %s: main_l5 leaves out or reorders ticks of the provider's answer (raw keeps "
+                            "them, flagged): %s", row.main_contract, day, report.as_metadata())
             if frame.height:
                 frame = with_seq(with_row_hash(frame)).with_columns(
                     pl.from_epoch("datetime_ns", time_unit="ns").alias("ts"),
                     pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day"),
-                ).select(store.RAW_FRAME_COLUMNS)
+                ).select(*store.RAW_FRAME_COLUMNS, "flag")
         partial[key] = base
-        writes.append(store.DayWrite(variety, day, calendar.bounds_ns(day), row, frame))
+        writes.append(store.DayWrite(variety, day, calendar.bounds_ns(day), row, frame, rule))
     try:
         stored = store.store_days(qdb, writes, main_l5=steps.main_l5) if writes else {}
         if steps.index and not steps.main_l5:
             for variety in {w.variety for w in writes}:
                 mine = {w.day: w.bounds for w in writes if w.variety == variety}
                 for day, stats in store.stats_by_day(qdb, "main_l5", main_symbol(variety), mine).items():
-                    stored[(variety, day)] = store.DayStored(stored[(variety, day)].raw, stats, stored[(variety, day)].error)
+                    before = stored[(variety, day)]
+                    stored[(variety, day)] = store.DayStored(before.raw, stats, before.error, before.raw_kept)
         outcomes = {w_key: _day_outcome(qdb, w, partial[w_key], stored[w_key], steps, open_no_data, now, max_retries)
                     for w in writes for w_key in [(w.variety, w.day)]}
         if steps.index:
@@ -492,10 +504,11 @@ def _day_outcome(qdb, w: store.DayWrite, base: dict, stored: store.DayStored, st
         elif (symbol, day) in open_no_data:
             store.write_no_data(qdb, symbol, day, "main_l5", "data arrived on a later run", resolved=True)
             open_no_data.discard((symbol, day))
-        mismatch = {k: (stored.raw[k], main[k]) for k in stored.raw if stored.raw[k] != main[k]}
+        kept = stored.raw_kept or stored.raw
+        mismatch = {k: (kept[k], main[k]) for k in kept if kept[k] != main[k]}
         if mismatch:
             return DayOutcome(w.variety, day, **base, raw=raw, main_l5=main, no_data=no_data, error=(
-                f"ChainError: {symbol} {day}: main_l5 differs from {contract} raw ticks: {mismatch}"))
+                f"ChainError: {symbol} {day}: main_l5 differs from the kept raw ticks of {contract}: {mismatch}"))
     return DayOutcome(w.variety, day, **base, raw=raw, main_l5=stored.main_l5 if steps.main_l5 else None,
                       index=index, no_data=no_data)
 

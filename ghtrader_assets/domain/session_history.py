@@ -1,7 +1,8 @@
 """Which session windows were in force on a trading day: captured trading_time values, known past changes, exceptions.
 
 A version is in force from its effective day until the next version's. Known changes (below, and the
-user's file) carry their exact effective day. A captured `quote.trading_time` only proves what held on its
+user's file) carry their effective day (a known version whose start its source does not give reaches back
+as far as the history does). A captured `quote.trading_time` only proves what held on its
 capture date: the first capture of a variety is taken to hold since always (unless a known change says
 otherwise), and a capture that differs from the version in force starts a new version on its capture
 date, the days since the previous evidence being uncertain: there a tick inside either version is kept
@@ -23,15 +24,22 @@ from ghtrader_assets.domain.sessions import Sessions, SessionSpecError
 
 _COMMODITY_DAY = [["09:00:00", "10:15:00"], ["10:30:00", "11:30:00"], ["13:30:00", "15:00:00"]]
 
-# Known past changes of night hours: (variety, first trading day, trading_time). Dates as stated in the
-# exchanges' notices; extend or correct them in the GHTRADER_SESSION_HISTORY file.
-KNOWN_CHANGES: tuple[tuple[str, date, dict], ...] = (
-    # SHFE rebar: night trading from 26 Dec 2014 until 01:00, cut to 23:00 from the night of 3 May 2016.
-    ("SHFE.rb", date(2014, 12, 26), {"day": _COMMODITY_DAY, "night": [["21:00:00", "25:00:00"]]}),
-    ("SHFE.rb", date(2016, 5, 4), {"day": _COMMODITY_DAY, "night": [["21:00:00", "23:00:00"]]}),
-    # DCE soybean meal: night session until 23:30, cut to 23:00 from the night of 29 Mar 2019.
-    ("DCE.m", date(2015, 5, 8), {"day": _COMMODITY_DAY, "night": [["21:00:00", "23:30:00"]]}),
-    ("DCE.m", date(2019, 4, 1), {"day": _COMMODITY_DAY, "night": [["21:00:00", "23:00:00"]]}),
+# Known past changes of session hours: (variety, first trading day of the version or None = as far back as
+# the source reaches, trading_time, source). Only changes an exchange notice states; add others (or older
+# versions) in the GHTRADER_SESSION_HISTORY file. Ticks that no version explains are kept in raw, flagged
+# `outside_session` and reported as session evidence (domain.session_evidence), never lost.
+_DCE_2019 = ("DCE notice of 25 Mar 2019 (English: Mondo Visione, 'Dalian Commodity Exchange Adds The Products For "
+             "And Adjusted The Time Of After-Hours Trading'): night close moved from 23:30 to 23:00 from the night "
+             "of 29 Mar 2019 (trading day 1 Apr 2019); the notice does not say since when 23:30 held")
+# The DCE futures with a night session before that notice (it lists the 16 products after the change).
+_DCE_NIGHT_2019 = ("a", "b", "i", "j", "jm", "m", "p", "y")
+KNOWN_CHANGES: tuple[tuple[str, date | None, dict, str], ...] = tuple(
+    change
+    for product in _DCE_NIGHT_2019
+    for change in (
+        (f"DCE.{product}", None, {"day": _COMMODITY_DAY, "night": [["21:00:00", "23:30:00"]]}, _DCE_2019),
+        (f"DCE.{product}", date(2019, 4, 1), {"day": _COMMODITY_DAY, "night": [["21:00:00", "23:00:00"]]}, _DCE_2019),
+    )
 )
 
 # Exchange exceptions to the night-session rule: (exchange or variety, trading day, has night, reason).
@@ -63,12 +71,13 @@ class SessionHistory:
         cls,
         variety: str,
         captures: Iterable[tuple[date, dict]],
-        changes: Iterable[tuple[str, date, dict]] = KNOWN_CHANGES,
+        changes: Iterable[tuple] = KNOWN_CHANGES,
         exceptions: Iterable[tuple[str, date, bool, str]] = KNOWN_NIGHT_EXCEPTIONS,
     ) -> "SessionHistory":
-        """From the captured trading_time values (capture date, value) and the known changes of `variety`."""
-        versions = [SessionVersion(d, Sessions.parse(tt), "known") for v, d, tt in sorted(changes, key=lambda c: c[1])
-                    if v == variety]
+        """From the captured trading_time values (capture date, value) and the known changes of `variety`
+        ((variety, first trading day or None, trading_time[, source]) each)."""
+        versions = [SessionVersion(d, Sessions.parse(tt), "known")
+                    for v, d, tt, *_ in sorted(changes, key=lambda c: c[1] or date.min) if v == variety]
         evidence = [v.effective_from for v in versions if v.effective_from is not None]
         for captured, tt in sorted(captures, key=lambda c: c[0]):
             sessions = Sessions.parse(tt)
@@ -129,11 +138,12 @@ def _night(eve: Sessions, calendar: TradingCalendar, day: date) -> list[tuple[in
     return [_interval(prev, w) for w in eve.day]
 
 
-def load_session_file(path: str | Path) -> tuple[list[tuple[str, date, dict]], list[tuple[str, date, bool, str]]]:
-    """The user's additions: {"changes": [{"variety", "effective_from", "trading_time"}],
+def load_session_file(path: str | Path) -> tuple[list[tuple], list[tuple[str, date, bool, str]]]:
+    """The user's additions: {"changes": [{"variety", "effective_from", "trading_time"[, "source"]}],
     "night_exceptions": [{"scope" (exchange or variety), "day", "night" (bool), "reason"}]}."""
     data = json.loads(Path(path).read_text())
-    changes = [(c["variety"], date.fromisoformat(c["effective_from"]), c["trading_time"]) for c in data.get("changes", [])]
+    changes = [(c["variety"], date.fromisoformat(c["effective_from"]), c["trading_time"], c.get("source", str(path)))
+               for c in data.get("changes", [])]
     exceptions = [(e["scope"], date.fromisoformat(e["day"]), bool(e["night"]), e.get("reason", ""))
                   for e in data.get("night_exceptions", [])]
     return changes, exceptions

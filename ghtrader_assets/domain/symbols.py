@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 
 EXCHANGES = ("SHFE", "DCE", "CZCE", "CFFEX", "INE", "GFEX")
-# Exchanges whose tick data carries five depth levels; elsewhere levels 2-5 are empty.
-L5_EXCHANGES = frozenset({"SHFE", "INE", "SSE", "SZSE"})
+# Futures exchanges whose ticks carry five depth levels; the others publish level 1 only (PRD section 4
+# gives the sources). A day served with another depth than its exchange's is reported, never reshaped:
+# the download keeps whatever levels the vendor sent.
+L5_EXCHANGES = frozenset({"SHFE", "INE"})
 MAIN_PREFIX = "KQ.m@"  # TqSdk's continuous main series of a variety
 
 _EXCHANGE = "|".join(EXCHANGES)
@@ -53,6 +55,11 @@ def main_symbol(variety: str) -> str:
 def has_l5_depth(variety: str) -> bool:
     """Whether the variety's exchange publishes depth levels 2-5."""
     return parse_variety(variety)[0] in L5_EXCHANGES
+
+
+def expected_depth(variety: str) -> int:
+    """The depth levels a day of the variety should arrive with: 5 on SHFE and INE, else 1."""
+    return 5 if has_l5_depth(variety) else 1
 
 
 def check_symbol(symbol: str) -> str:

@@ -97,6 +97,17 @@ def answer_hash(row_hashes: np.ndarray) -> int:
     return int(np.array([h], dtype=np.uint64).view(np.int64)[0])
 
 
+def served_depth(frame: pl.DataFrame) -> int:
+    """The deepest level (0-5) at which any tick of the frame carries a finite, positive bid or ask price."""
+    if frame.height == 0:
+        return 0
+    for level in range(LEVELS, 0, -1):
+        prices = [pl.col(f"{side}_price{level}") for side in ("bid", "ask")]
+        if frame.select(pl.any_horizontal([p.is_finite() & (p > 0) for p in prices]).any()).item():
+            return level
+    return 0
+
+
 def l5_present(frame: pl.DataFrame) -> bool:
     """True when any tick carries a finite, positive price on depth levels 2-5."""
     if frame.height == 0:

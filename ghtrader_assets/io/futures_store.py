@@ -20,6 +20,7 @@ from ghtrader_assets.domain.calendar import TradingCalendar
 from ghtrader_assets.domain.schedule import ScheduleRow
 from ghtrader_assets.domain.symbols import check_symbol, main_symbol, parse_contract, parse_variety, variety_of
 from ghtrader_assets.domain.sessions import Sessions, trading_time_json
+from ghtrader_assets.domain.tick_cleaning import KEPT_FLAGS, OK, SESSION_FLAGS, KeepRule
 from ghtrader_assets.domain.ticks import L2_TO_L5_PRICE_COLUMNS, TICK_COLUMNS, answer_hash, hash_aggregates, l5_present
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBError
 from ghtrader_assets.io.questdb_schema import (  # noqa: F401 - re-exported for callers
@@ -37,8 +38,11 @@ KINDS = {"raw": RAW_TICKS, "main_l5": MAIN_L5_TICKS}
 # Rows a rewrite replaced move to this symbol prefix (`~SHFE.cu2403`): out of every per-symbol read,
 # still on disk as the record of what the provider served before.
 RETIRED_PREFIX = "~"
-# What a caller hands `store_days` / `replace_raw_day`: every raw column but answer_hash, which the store derives.
-RAW_FRAME_COLUMNS = tuple(c for c in RAW_TICKS.column_names if c != "answer_hash")
+# What a caller hands `store_days` / `replace_raw_day`: every raw column but answer_hash, which the store
+# derives, and the optional `flag` (a frame without it is taken as curated ticks, every one flagged ok).
+RAW_FRAME_COLUMNS = tuple(c for c in RAW_TICKS.column_names if c not in ("answer_hash", "flag"))
+_KEPT_SQL = ", ".join(f"'{f}'" for f in KEPT_FLAGS)
+_SESSION_SQL = ", ".join(f"'{f}'" for f in SESSION_FLAGS)
 PROVISIONAL = "+provisional"  # suffix of `source` on schedule rows computed before the source could answer
 
 
@@ -179,15 +183,28 @@ def _stored_one(done: dict, write: "DayWrite") -> "DayStored":
     return stored
 
 
-def _copy_to_main_sql(symbol: str, row: ScheduleRow, raw_where: str) -> str:
-    """The statement copying the scheduled contract's raw rows selected by `raw_where` into main_l5."""
+def _copy_to_main_sql(symbol: str, row: ScheduleRow, raw_where: str, session_hash: int) -> str:
+    """The statement copying the kept raw rows (flag ok or session_uncertain) of the scheduled contract
+    selected by `raw_where` into main_l5."""
     values = ", ".join(TICK_COLUMNS)
     parse_contract(row.main_contract)
     return (f"INSERT INTO {MAIN_L5_TICKS.name} (symbol, ts, datetime_ns, seq, trading_day, {values}, "
-            f"underlying_contract, segment_id, schedule_hash, row_hash, answer_hash) "
+            f"underlying_contract, segment_id, schedule_hash, row_hash, answer_hash, session_hash) "
             f"SELECT '{check_symbol(symbol)}', ts, datetime_ns, seq, trading_day, {values}, "
-            f"'{row.main_contract}', {int(row.segment_id)}, "
-            f"{int(row.schedule_hash)}, row_hash, answer_hash FROM {RAW_TICKS.name} WHERE {raw_where}")
+            f"'{row.main_contract}', {int(row.segment_id)}, {int(row.schedule_hash)}, row_hash, answer_hash, "
+            f"{int(session_hash)} FROM {RAW_TICKS.name} WHERE {raw_where} AND flag IN ({_KEPT_SQL})")
+
+
+def _reflag_sql(contract: str, day: date, bounds: tuple[int, int], rule: KeepRule) -> str:
+    """The UPDATE giving the stored raw rows of (contract, day) the session flags `rule` assigns: only rows
+    whose flag is a session verdict (or missing, from before flags) and differs from the rule's."""
+    def inside(intervals: tuple[tuple[int, int], ...]) -> str:
+        return " OR ".join(f"(datetime_ns >= {int(lo)} AND datetime_ns <= {int(hi)})" for lo, hi in intervals) or "false"
+
+    verdict = (f"CASE WHEN {inside(rule.in_force)} THEN 'ok' WHEN {inside(rule.other)} THEN 'session_uncertain' "
+               "ELSE 'outside_session' END")
+    return (f"UPDATE {RAW_TICKS.name} SET flag = {verdict} WHERE {_day_filter(contract, day, bounds)} "
+            f"AND (flag IS NULL OR (flag IN ({_SESSION_SQL}) AND flag != {verdict}))")
 
 
 def retired_rows(client: QuestDBClient, table: Table, symbol: str) -> int:
@@ -357,23 +374,29 @@ def read_ticks(client: QuestDBClient, symbol: str, days: Sequence[date], calenda
 # -- a batch of days: one write and one WAL barrier per table, stats computed inside QuestDB ----------------
 @dataclass(frozen=True)
 class DayWrite:
-    """One (variety, trading day) of a batch: its schedule row, the day's bounds and, when this run fetched
-    it, the provider's answer as a raw frame (RAW_FRAME_COLUMNS; no rows = the provider sent none)."""
+    """One (variety, trading day) of a batch: its schedule row, the day's bounds, the session windows it is
+    judged by and, when this run fetched it, the provider's answer as a raw frame (RAW_FRAME_COLUMNS and
+    `flag`; no rows = the provider sent none)."""
 
     variety: str
     day: date
     bounds: tuple[int, int]
     row: ScheduleRow
     frame: pl.DataFrame | None = None  # None: not fetched by this run; main_l5 is built from the stored day
+    # The day's session windows: a stored day (frame None) is re-flagged by them before main_l5 is cut, and
+    # main_l5 rows carry their hash. None: the stored flags stand (session_hash 0).
+    rule: KeepRule | None = None
 
 
 @dataclass(frozen=True)
 class DayStored:
-    """What one day of a batch left in QuestDB, as QuestDB counts it (see `stats_by_day`)."""
+    """What one day of a batch left in QuestDB, as QuestDB counts it (see `stats_by_day`): the raw day (the
+    whole answer), its kept rows (what main_l5 must equal) and the main_l5 day."""
 
     raw: dict
     main_l5: dict | None = None
     error: str = ""  # set when this day failed; the other days of the batch are unaffected
+    raw_kept: dict | None = None
 
 
 _STATS_SQL = (
@@ -440,18 +463,27 @@ def stats_by_day(client: QuestDBClient, kind: str, symbol: str, days: dict[date,
     return {d: _merge_stats(found.get((symbol, d), [])) for d in days}
 
 
+def _answers(groups: list[dict]) -> set[int | None]:
+    return {g["answer_hash"] for g in groups}
+
+
+def _kept(groups: list[dict]) -> list[dict]:
+    return [g for g in groups if g["flag"] in KEPT_FLAGS]
+
+
 def store_days(client: QuestDBClient, batch: Sequence[DayWrite], main_l5: bool = True) -> dict[tuple[str, date], DayStored]:
-    """Store a batch of days: the fetched raw answers in one write and one WAL barrier, then (with
-    `main_l5`) each day's main series copied inside QuestDB, one barrier. Rows of an older answer, contract
-    or schedule are then retired by one UPDATE per day and table. Every figure returned is
-    counted by QuestDB from the stored rows. A day whose stored rows disagree with its answer is reported
-    with an error; a QuestDB failure raises (no day of the batch is then known to be stored)."""
+    """Store a batch of days: the fetched raw answers in one write and one WAL barrier (a stored day not
+    fetched is re-flagged by its rule instead), then (with `main_l5`) each day's kept rows copied into the
+    main series inside QuestDB, one barrier. Rows of an older answer, contract, schedule or session rule are
+    then retired by one UPDATE per day and table. Every figure returned is counted by QuestDB from the
+    stored rows. A day whose stored rows disagree with its answer is reported with an error; a QuestDB
+    failure raises (no day of the batch is then known to be stored)."""
     done: dict[tuple[str, date], DayStored] = {}
     errors: dict[tuple[str, date], str] = {}
     fetched = [w for w in batch if w.frame is not None and w.frame.height]
     frames = []
     for w in fetched:
-        frame = w.frame
+        frame = w.frame if "flag" in w.frame.columns else w.frame.with_columns(pl.lit(OK).alias("flag"))
         if "answer_hash" not in frame.columns:
             frame = frame.with_columns(pl.lit(answer_hash(frame["row_hash"].to_numpy()), dtype=pl.Int64).alias("answer_hash"))
         elif frame["answer_hash"].n_unique() != 1 or frame["answer_hash"][0] is None:
@@ -462,33 +494,41 @@ def store_days(client: QuestDBClient, batch: Sequence[DayWrite], main_l5: bool =
     if frames:
         client.write(RAW_TICKS, pl.concat(frames, how="vertical_relaxed"))
     days = {w.day: w.bounds for w in batch}
+    reflag = [w for w in batch if main_l5 and w.rule is not None and (w.row.main_contract, w.day) not in expected]
+    for w in reflag:  # a stored day judged again by today's session history, inside QuestDB
+        client.execute(_reflag_sql(w.row.main_contract, w.day, w.bounds, w.rule))
     client.wait_for_wal(RAW_TICKS)
-    raw = _groups(client, RAW_TICKS, {w.row.main_contract for w in batch}, days, ("answer_hash",))
+    contracts = {w.row.main_contract for w in batch}
+    raw = _groups(client, RAW_TICKS, contracts, days, ("answer_hash", "flag"))
     # A fetched day keeps only its answer. An empty answer changes nothing stored (it may be transient:
     # the day is asked again, see domain.no_data).
-    stale = [(c, d) for (c, d) in expected if any(g["answer_hash"] != answers[(c, d)] for g in raw.get((c, d), []))]
+    stale = [(c, d) for (c, d) in expected if _answers(raw.get((c, d), [])) - {answers[(c, d)]}]
     if stale:
         for contract, day in stale:
             client.execute(f"UPDATE {RAW_TICKS.name} SET symbol = '{RETIRED_PREFIX}{contract}' "
                            f"WHERE {_day_filter(contract, day, days[day])} AND NOT (answer_hash = {answers[(contract, day)]})")
         client.wait_for_wal(RAW_TICKS)
-        raw = _groups(client, RAW_TICKS, {w.row.main_contract for w in batch}, days, ("answer_hash",))
+        raw = _groups(client, RAW_TICKS, contracts, days, ("answer_hash", "flag"))
     for w in batch:
         key = (w.row.main_contract, w.day)
         groups = raw.get(key, [])
         stats = _merge_stats(groups)
-        if key in expected and (stats["rows_total"] != expected[key] or len(groups) != 1):
+        if key in expected and (stats["rows_total"] != expected[key] or len(_answers(groups)) != 1):
             errors[(w.variety, w.day)] = (f"{RAW_TICKS.name} {w.row.main_contract} {w.day}: {stats['rows_total']} rows "
-                                          f"stored in {len(groups)} answers, expected {expected[key]} of one")
-        elif len(groups) > 1:
+                                          f"stored in {len(_answers(groups))} answers, expected {expected[key]} of one")
+        elif len(_answers(groups)) > 1:
             errors[(w.variety, w.day)] = (f"{w.row.main_contract} {w.day}: raw rows of more than one provider "
                                           "answer; re-materialize underlying_ticks")
-        done[(w.variety, w.day)] = DayStored(raw=stats)
+        done[(w.variety, w.day)] = DayStored(raw=stats, raw_kept=_merge_stats(_kept(groups)))
     if main_l5:
         _store_main_days([w for w in batch if (w.variety, w.day) not in errors], raw, done, errors, client)
     for key, message in errors.items():
-        done[key] = DayStored(raw=done[key].raw if key in done else dict(_EMPTY_STATS), error=message)
+        done[key] = DayStored(raw=done[key].raw if key in done else dict(_EMPTY_STATS), error=message,
+                              raw_kept=done[key].raw_kept if key in done else None)
     return done
+
+
+_MAIN_KEYS = ("underlying_contract", "segment_id", "schedule_hash", "answer_hash", "session_hash")
 
 
 def _store_main_days(batch: list[DayWrite], raw: dict, done: dict, errors: dict, client: QuestDBClient) -> None:
@@ -499,19 +539,20 @@ def _store_main_days(batch: list[DayWrite], raw: dict, done: dict, errors: dict,
         symbol, contract, row = main_symbol(w.variety), w.row.main_contract, w.row
         groups = raw.get((contract, w.day), [])
         answer = groups[0]["answer_hash"] if groups else None
+        session_hash = w.rule.session_hash if w.rule is not None else 0
         current[(symbol, w.day)] = {"underlying_contract": contract, "segment_id": int(row.segment_id),
-                                    "schedule_hash": int(row.schedule_hash), "answer_hash": answer}
-        if groups:
-            client.execute(_copy_to_main_sql(symbol, row, _day_filter(contract, w.day, w.bounds)))
+                                    "schedule_hash": int(row.schedule_hash), "answer_hash": answer,
+                                    "session_hash": session_hash}
+        if _kept(groups):
+            client.execute(_copy_to_main_sql(symbol, row, _day_filter(contract, w.day, w.bounds), session_hash))
     days = {w.day: w.bounds for w in batch}
     symbols = {main_symbol(w.variety) for w in batch}
-    keys = ("underlying_contract", "segment_id", "schedule_hash", "answer_hash")
     client.wait_for_wal(MAIN_L5_TICKS)
-    main = _groups(client, MAIN_L5_TICKS, symbols, days, keys)
+    main = _groups(client, MAIN_L5_TICKS, symbols, days, _MAIN_KEYS)
 
     def is_current(key: tuple[str, date], g: dict) -> bool:
         want = current[key]
-        return want["answer_hash"] is not None and all(g[k] == want[k] for k in keys)
+        return want["answer_hash"] is not None and all(g[k] == want[k] for k in _MAIN_KEYS)
 
     stale = [key for key in current if any(not is_current(key, g) for g in main.get(key, []))]
     if stale:
@@ -522,11 +563,12 @@ def _store_main_days(batch: list[DayWrite], raw: dict, done: dict, errors: dict,
             client.execute(f"UPDATE {MAIN_L5_TICKS.name} SET symbol = '{RETIRED_PREFIX}{symbol}' "
                            f"WHERE {_day_filter(symbol, day, days[day])} AND NOT ({keep})")
         client.wait_for_wal(MAIN_L5_TICKS)
-        main = _groups(client, MAIN_L5_TICKS, symbols, days, keys)
+        main = _groups(client, MAIN_L5_TICKS, symbols, days, _MAIN_KEYS)
     for w in batch:
         key = (main_symbol(w.variety), w.day)
         groups = main.get(key, [])
         stats = _merge_stats(groups)
         if any(not is_current(key, g) for g in groups):
-            errors[(w.variety, w.day)] = f"main_l5 {key[0]} {w.day}: rows of another contract or answer remain"
-        done[(w.variety, w.day)] = DayStored(raw=done[(w.variety, w.day)].raw, main_l5=stats)
+            errors[(w.variety, w.day)] = f"main_l5 {key[0]} {w.day}: rows of another contract, answer or session rule remain"
+        previous = done[(w.variety, w.day)]
+        done[(w.variety, w.day)] = DayStored(raw=previous.raw, main_l5=stats, raw_kept=previous.raw_kept)

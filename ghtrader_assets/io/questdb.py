@@ -174,12 +174,13 @@ class QuestDBClient:
         if missing:
             raise ValueError(f"frame for {table.name} lacks columns {sorted(missing)}")
         columns = [c for c in table.column_names if c in frame.columns]
+        symbols = [c for c in table.symbol_columns if c in columns]
         for offset in range(0, frame.height, WRITE_CHUNK_ROWS):
             chunk = frame.slice(offset, WRITE_CHUNK_ROWS).select(columns)
-            self._send(table, chunk.to_pandas(use_pyarrow_extension_array=True))
+            self._send(table, chunk.to_pandas(use_pyarrow_extension_array=True), symbols)
         return frame.height
 
-    def _send(self, table: Table, pdf: Any) -> None:
+    def _send(self, table: Table, pdf: Any, symbols: list[str]) -> None:
         """One ILP request; sent again on a new connection when it failed in transport (e.g. a system call
         interrupted by a signal, a dropped keep-alive connection): every table deduplicates on its keys,
         so a request that did arrive the first time changes nothing the second."""
@@ -188,7 +189,7 @@ class QuestDBClient:
                 if self._sender is None:  # one sender (one keep-alive HTTP connection) per client
                     self._sender = Sender.from_conf(self.settings.ilp_conf())
                     self._sender.establish()
-                self._sender.dataframe(pdf, table_name=identifier(table.name), symbols=list(table.symbol_columns), at="ts")
+                self._sender.dataframe(pdf, table_name=identifier(table.name), symbols=symbols, at="ts")
                 self._sender.flush()
                 return
             except IngressError as exc:

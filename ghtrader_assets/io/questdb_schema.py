@@ -39,7 +39,10 @@ _TICK_VALUES = tuple((c, "DOUBLE") for c in TICK_COLUMNS)
 # ts is the tick time in microseconds (QuestDB's TIMESTAMP); datetime_ns keeps the exact nanoseconds.
 # seq separates ticks of one symbol that share a datetime_ns. trading_day is 00:00 UTC of the trading day.
 # answer_hash names the provider answer a row came from (domain.ticks.answer_hash): a rewrite of a
-# (symbol, day) retires, by one UPDATE, exactly the rows whose answer is not the new one.
+# (symbol, day) retires, by one UPDATE, exactly the rows whose answer is not the new one. Raw holds every
+# tick the provider served; `flag` is the cleaning rule's verdict on it (domain.tick_cleaning.FLAGS), and
+# main_l5 takes the rows flagged ok or session_uncertain. Rows stored before flags existed have none
+# (they were the kept ticks); a rebuild of their day flags them.
 RAW_TICKS = Table(
     "ghtrader_ticks_raw_v2",
     (
@@ -51,11 +54,14 @@ RAW_TICKS = Table(
         *_TICK_VALUES,
         ("row_hash", "LONG"),
         ("answer_hash", "LONG"),
+        ("flag", "SYMBOL"),
     ),
     ("ts", "symbol", "datetime_ns", "seq"),
-    optional=("answer_hash",),
+    optional=("answer_hash", "flag"),
 )
 
+# session_hash names the session windows the day was cut with (domain.tick_cleaning.KeepRule): a corrected
+# session history makes other rows current, and the rows it no longer keeps are retired like a revision.
 MAIN_L5_TICKS = Table(
     "ghtrader_ticks_main_l5_v2",
     (
@@ -70,9 +76,10 @@ MAIN_L5_TICKS = Table(
         ("schedule_hash", "LONG"),
         ("row_hash", "LONG"),
         ("answer_hash", "LONG"),
+        ("session_hash", "LONG"),
     ),
     ("ts", "symbol", "datetime_ns", "seq"),
-    optional=("answer_hash",),
+    optional=("answer_hash", "session_hash"),
 )
 
 # Calendar days (ts = 00:00 UTC of the date) with whether the exchanges trade that day.

@@ -21,13 +21,13 @@ import polars as pl
 
 from ghtrader_assets.domain.calendar import CST, TradingCalendar
 from ghtrader_assets.domain.symbols import main_symbol
-from ghtrader_assets.domain.ticks import DEPTH_COLUMNS, TICK_COLUMNS
+from ghtrader_assets.domain.ticks import TICK_COLUMNS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONT_TABLE_URL = "https://files.shinnytech.com/continuous_table.json"  # TqSdk's default for TQ_CONT_TABLE_URL
-DEPTH_2_TO_5 = frozenset(DEPTH_COLUMNS[4:])
+TICK_CHART_WIDTH = 2000  # ticks per window request, as TqSdk's own downloader asks
 
 
 class TqSdkError(RuntimeError):
@@ -46,8 +46,9 @@ class TqSettings:
     password: str = field(repr=False)
     retries: int = 3
     backoff_s: float = 2.0
-    # Remove TqSdk's own on-disk tick cache after each download: QuestDB is the one canonical copy,
-    # and a re-materialization must re-read the provider rather than a stale local file.
+    # Ticks are collected in memory (see _download_ticks); klines go through TqSdk's DataSeries, which caches
+    # them on disk keyed by symbol only: keep that cache per client and remove it after each download, so a
+    # re-run re-reads the provider rather than a stale local file.
     drop_tqsdk_cache: bool = True
     # TqSdk reconnects silently and waits indefinitely while data keeps trickling in; one day's download
     # gets at most this long before it counts as failed (and is retried on a fresh session).
@@ -162,17 +163,13 @@ class TqSdkClient:
         return self._with_retries(f"quote {symbol}", fetch)
 
     def ticks(self, contract: str, day: date) -> pl.DataFrame:
-        """Every tick of `contract` on trading day `day` (start = end = day: one trading day, night
-        session included), as datetime_ns + the 27 tick columns, in provider order."""
+        """Every tick the vendor serves for `contract` on trading day `day` (the window TqSdk's
+        get_tick_data_series(contract, day, day) asks for: one trading day, night session included), as
+        symbol, datetime_ns and the 27 tick columns, in provider order, with every depth level the vendor
+        sent (a level it did not send is NaN). Nothing is written to disk."""
 
         def fetch(api: Any) -> pl.DataFrame:
-            self._use_own_cache()
-            try:
-                df = _download_ticks(api, contract, day, self.settings.download_timeout_s)
-            finally:
-                if self.settings.drop_tqsdk_cache:
-                    _drop_tqsdk_tick_cache(contract)
-            return _tick_frame(df, contract)
+            return _tick_frame(_download_ticks(api, contract, day, self.settings.download_timeout_s), contract)
 
         return self._with_retries(f"ticks {contract} {day}", fetch)
 
@@ -259,47 +256,84 @@ def continuous_table(variety: str, url: str | None = None) -> list[tuple[date, s
     return [(datetime.strptime(day, "%Y%m%d").date(), contract) for day, contract in table[variety]]
 
 
-def _tick_frame(df: Any, contract: str) -> pl.DataFrame:
-    if df is None or len(df) == 0:
-        return pl.DataFrame(
-            {"symbol": [], "datetime_ns": [], **{c: [] for c in TICK_COLUMNS}},
-            schema={"symbol": pl.String, "datetime_ns": pl.Int64, **{c: pl.Float64 for c in TICK_COLUMNS}},
-        )
-    # Level-1-only exchanges come without the level 2-5 columns: they are stored as NaN (null).
-    missing = [c for c in ("datetime", *TICK_COLUMNS) if c not in df.columns and c not in DEPTH_2_TO_5]
-    if missing:
-        raise TqSdkError(f"TqSdk tick frame for {contract} lacks columns {missing}")
-    present = [c for c in TICK_COLUMNS if c in df.columns]
-    frame = pl.from_pandas(df[["datetime", *present]])
-    return frame.select(
-        pl.lit(contract).alias("symbol"),
-        pl.col("datetime").cast(pl.Int64).alias("datetime_ns"),
-        *[(pl.col(c) if c in present else pl.lit(float("nan"))).cast(pl.Float64).alias(c) for c in TICK_COLUMNS],
-    )
+def _tick_frame(columns: dict[str, list], contract: str) -> pl.DataFrame:
+    schema = {"datetime_ns": pl.Int64, **{c: pl.Float64 for c in TICK_COLUMNS}}
+    frame = pl.DataFrame(columns, schema=schema)
+    return frame.select(pl.lit(contract, dtype=pl.String).alias("symbol"), *schema)
 
 
-def _download_ticks(api: Any, contract: str, day: date, timeout_s: float) -> Any:
-    """What `api.get_tick_data_series(contract, day, day)` returns, within a time budget. It runs the same
-    steps as that method (TqSdk 3.10, pinned) so the wait can be bounded: TqSdk itself only gives up
-    after 30 s without any update, and keeps waiting through reconnects."""
+def _download_ticks(api: Any, contract: str, day: date, timeout_s: float) -> dict[str, list]:
+    """The ticks the vendor serves for `contract` over the window get_tick_data_series(contract, day, day)
+    asks for, as columns (datetime_ns and the 27 tick columns), in provider order, within a time budget.
+
+    It speaks the same requests as TqSdk 3.10's DataSeries (pinned): a tick chart focused on the window's
+    start, walked id by id, re-requested from the next id until an id is missing or a tick reaches the
+    window's end. Unlike DataSeries it keeps every depth level the server sent (DataSeries keeps five only
+    for SHFE, SSE and SZSE and drops INE's levels 2-5), keeps no disk cache, and its wait is bounded:
+    TqSdk itself only gives up after 30 s without any update, and keeps waiting through reconnects."""
     if not api._auth._has_feature("tq_dl"):
         raise TqSdkAuthError("the TqSdk account lacks the tq_dl (professional data download) permission")
-    from tqsdk.data_series import DataSeries
     from tqsdk.datetime import _convert_user_input_to_nano
 
     api._ensure_symbol([contract])
-    start_ns, end_ns = _convert_user_input_to_nano(day, day)
-    series = DataSeries(api, [contract], 0, start_ns, end_ns)
+    start_ns, end_ns = _convert_user_input_to_nano(day, day)  # end inclusive: the trading day's last ns
+    columns: dict[str, list] = {"datetime_ns": [], **{c: [] for c in TICK_COLUMNS}}
+    task = api.create_task(_collect_ticks(api, contract, start_ns, end_ns + 1, columns))
     deadline = time.monotonic() + timeout_s
-    while not series._task.done():
+    while not task.done():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            series._task.cancel()
+            task.cancel()
             raise TqSdkError(f"tick download of {contract} {day} did not finish within {timeout_s:.0f}s")
-        api.wait_update(deadline=time.time() + min(remaining, 5.0), _task=series._task)
-    df = series.df
-    _forget_received_ticks(api, contract, end_ns)
-    return df
+        api.wait_update(deadline=time.time() + min(remaining, 5.0), _task=task)
+    task.result()  # raises what the download raised
+    _forget_received_ticks(api, contract, end_ns + 1)
+    return columns
+
+
+async def _collect_ticks(api: Any, symbol: str, start_ns: int, end_ns: int, columns: dict[str, list]) -> None:
+    """Append the served ticks from the first at or after start_ns up to (not including) the first at or
+    after end_ns to `columns`, in id order; a value the server did not send (or sent as text) is NaN."""
+    from tqsdk.diff import _get_obj
+    from tqsdk.utils import _generate_uuid
+
+    chart_info = {"aid": "set_chart", "chart_id": _generate_uuid("PYSDK_data_series"), "ins_list": symbol,
+                  "duration": 0, "view_width": TICK_CHART_WIDTH, "focus_datetime": int(start_ns), "focus_position": 0}
+    api._send_chan.send_nowait(dict(chart_info))
+    chart = _get_obj(api._data, ["charts", chart_info["chart_id"]])
+    serial = _get_obj(api._data, ["ticks", symbol])
+    times, values = columns["datetime_ns"], [(c, columns[c]) for c in TICK_COLUMNS]
+    nan = float("nan")
+    current_id = None
+    try:
+        async with api.register_update_notify() as updates:
+            async for _ in updates:
+                if not (chart_info.items() <= _get_obj(chart, ["state"]).items()) or not chart.get("ready", False):
+                    continue  # the answer to the latest request is not complete yet
+                if serial.get("last_id", -1) == -1:
+                    return  # the contract has no ticks at all
+                right_id = chart.get("right_id", -1)
+                if current_id is None:
+                    current_id = max(chart.get("left_id", -1), 0)
+                data = serial["data"]
+                while current_id <= right_id:
+                    item = data.get(str(current_id))
+                    fields = vars(item) if item is not None else {}
+                    when = fields.get("datetime", 0)
+                    if not when or when >= end_ns:
+                        return
+                    times.append(int(when))
+                    for name, out in values:
+                        v = fields.get(name)
+                        out.append(v if type(v) is float else (float(v) if isinstance(v, int) else nan))
+                    current_id += 1
+                chart_info.pop("focus_datetime", None)
+                chart_info.pop("focus_position", None)
+                chart_info["left_kline_id"] = current_id
+                await api._send_chan.send(dict(chart_info))
+    finally:
+        await api._send_chan.send({"aid": "set_chart", "chart_id": chart_info["chart_id"], "ins_list": "",
+                                   "duration": 0, "view_width": TICK_CHART_WIDTH})
 
 
 def _forget_received_ticks(api: Any, contract: str, end_ns: int) -> None:

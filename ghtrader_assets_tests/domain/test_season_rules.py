@@ -12,7 +12,7 @@ from ghtrader_assets.domain.no_data import next_retry, permanent_reason
 from ghtrader_assets.domain.schedule import build_schedule, decidable_from, diff_schedule
 from ghtrader_assets.domain.session_history import SessionHistory
 from ghtrader_assets.domain.sessions import Sessions
-from ghtrader_assets.domain.tick_cleaning import clean_ticks
+from ghtrader_assets.domain.tick_cleaning import flag_ticks, keep_rule
 from ghtrader_assets.domain.ticks import TICK_COLUMNS
 
 DAY = [["09:00:00", "10:15:00"], ["10:30:00", "11:30:00"], ["13:30:00", "15:00:00"]]
@@ -62,13 +62,14 @@ def test_a_known_change_keeps_old_night_ticks_that_todays_sessions_would_drop() 
     tick = int(datetime(2024, 1, 16, 23, 30, tzinfo=CST).timestamp()) * 10**9
     frame = pl.DataFrame({"symbol": ["SHFE.cu2403"], "datetime_ns": [tick], **{c: [1.0] for c in TICK_COLUMNS}})
     today_only = SessionHistory.build("SHFE.cu", [(date(2024, 4, 1), EARLY)], changes=())
-    assert clean_ticks(frame, cal, today_only, day)[1].outside_session == 1
+    assert flag_ticks(frame, keep_rule(cal, today_only, day))[1].outside_session == 1
     known = SessionHistory.build("SHFE.cu", [(date(2024, 4, 1), EARLY)],
                                  changes=[("SHFE.cu", date(2020, 1, 2), LATE), ("SHFE.cu", date(2024, 2, 1), EARLY)])
-    kept, report = clean_ticks(frame, cal, known, day)
-    assert kept.height == 1 and report.outside_session == 0
+    flagged, report = flag_ticks(frame, keep_rule(cal, known, day))
+    assert flagged["flag"].to_list() == ["ok"] and report.kept == 1 and report.outside_session == 0
     gap = SessionHistory.build("SHFE.cu", [(date(2024, 1, 2), EARLY), (date(2024, 2, 1), LATE)], changes=())
-    assert clean_ticks(frame, cal, gap, day)[1].flagged == 1  # uncertain day: kept and flagged
+    flagged, report = flag_ticks(frame, keep_rule(cal, gap, day))
+    assert report.flagged == 1 and flagged["flag"].to_list() == ["session_uncertain"]  # uncertain day: kept, flagged
 
 
 def test_a_night_exception_cancels_the_night_windows() -> None:

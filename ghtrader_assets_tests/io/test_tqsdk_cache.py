@@ -1,5 +1,5 @@
-"""TqSdk's on-disk series cache is per client: two clients downloading the same contract day at once,
-in two processes, neither read nor delete each other's files, and each leaves nothing behind."""
+"""Tick downloads keep nothing: two clients downloading the same contract day at once, in two processes, each
+get the whole day and leave no file behind; a session does not keep the ticks it downloaded."""
 
 from __future__ import annotations
 
@@ -14,19 +14,17 @@ from ghtrader_assets.sim.tq import TqSimServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DOWNLOAD = """
-import json, os, sys
+import json, sys
 from datetime import date
-from tqsdk import data_series
 from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
 contract, day = sys.argv[1], date.fromisoformat(sys.argv[2])
 with TqSdkClient(TqSettings("sim", "sim")) as tq:
     frames = [tq.ticks(contract, day) for _ in range(3)]
-    own = data_series.CACHE_DIR
-print(json.dumps({"rows": [f.height for f in frames], "cache_dir": own, "left": os.path.exists(own)}))
+print(json.dumps({"rows": [f.height for f in frames]}))
 """
 
 
-def test_two_processes_downloading_one_contract_keep_their_own_cache(tq_sim: TqSimServer, tmp_path: Path) -> None:
+def test_two_processes_downloading_one_contract_write_nothing_to_disk(tq_sim: TqSimServer, tmp_path: Path) -> None:
     day = date(2024, 3, 13)
     contract = tq_sim.market.main_contract("SHFE.cu", day)
     env = {**os.environ, **tq_sim.env(), "HOME": str(tmp_path)}  # a private HOME: the shared default cache
@@ -37,11 +35,10 @@ def test_two_processes_downloading_one_contract_keep_their_own_cache(tq_sim: TqS
         out, err = p.communicate(timeout=240)
         assert p.returncode == 0, err[-2000:]
         results.append(json.loads(out.strip().splitlines()[-1]))
-    want = len(tq_sim.market.ticks(contract, day))
+    want = len(tq_sim.market.served(contract, day))
     assert all(r["rows"] == [want] * 3 for r in results)
-    assert results[0]["cache_dir"] != results[1]["cache_dir"]
-    assert not any(r["left"] for r in results)
-    assert not (tmp_path / ".tqsdk" / "data_series_1").exists() or not os.listdir(tmp_path / ".tqsdk" / "data_series_1")
+    cache = tmp_path / ".tqsdk" / "data_series_1"  # TqSdk's own series cache under the private HOME
+    assert not cache.exists() or not [f for f in os.listdir(cache) if not f.endswith(".lock")]
 
 
 KEPT = """
@@ -70,6 +67,6 @@ def test_a_session_does_not_keep_the_ticks_it_downloaded(tq_sim: TqSimServer, tm
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["rows"] == [len(tq_sim.market.ticks(contract, d)) for d in days]
+    assert result["rows"] == [len(tq_sim.market.served(contract, d)) for d in days]
     assert max(result["kept"]) <= 2000, result  # at most one chart window past the day's end
     assert max(result["diffs"][1:]) <= 2 * result["diffs"][0], result  # one day's packs at most, not the range's

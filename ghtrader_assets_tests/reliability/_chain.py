@@ -83,9 +83,9 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
 
 
 def assert_stored_equals_truth(qdb: QuestDBClient, market: SimMarket, variety: str, days: list[date]) -> int:
-    """Raw ticks of the scheduled contract and the main_l5 series, each day: same row count and row-hash
-    aggregates as the simulator (so nothing lost, nothing duplicated), and the day index agrees.
-    Returns the number of stored rows compared."""
+    """Raw ticks of the scheduled contract (every tick the simulator served) and the main_l5 series (its
+    real ticks), each day: same row count and row-hash aggregates as the simulator (so nothing lost,
+    nothing duplicated), and the day index agrees. Returns the number of stored rows compared."""
     qdb.wait_for_wal(store.RAW_TICKS)
     qdb.wait_for_wal(store.MAIN_L5_TICKS)
     qdb.wait_for_wal(store.SYMBOL_DAY_INDEX)
@@ -95,9 +95,9 @@ def assert_stored_equals_truth(qdb: QuestDBClient, market: SimMarket, variety: s
     compared = 0
     for day in days:
         contract = market.main_contract(variety, day)
-        truth = truth_stats(market, contract, day)
         bounds = calendar.bounds_ns(day)
-        for table, symbol in ((store.RAW_TICKS, contract), (store.MAIN_L5_TICKS, main_symbol(variety))):
+        for table, symbol, kind in ((store.RAW_TICKS, contract, "raw"), (store.MAIN_L5_TICKS, main_symbol(variety), "main_l5")):
+            truth = truth_stats(market, contract, day, kind)
             got = store.day_stats(qdb, table, symbol, day, bounds)
             assert {k: got[k] for k in truth} == truth, (table.name, symbol, day)
             # no duplicated key either (a duplicate with another hash would still change the sums)

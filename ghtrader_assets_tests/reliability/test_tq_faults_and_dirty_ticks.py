@@ -1,19 +1,23 @@
 """TqSdk faults through the futures assets (the connection dropped mid-download, the server answering nothing
-for a while) and a dirty provider frame cleaned by the documented rule with every count in the metadata."""
+for a while) and a dirty provider answer stored as served, flagged by the documented rule, with every count
+in the metadata."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 
 from ghtrader_assets.defs.futures.resources import TqSdkResource
-from ghtrader_assets.domain.calendar import CST
+from ghtrader_assets.domain.symbols import main_symbol
+from ghtrader_assets.domain.ticks import TICK_COLUMNS
+from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.sim.tq import Faults, TqSimServer
 from ghtrader_assets_tests.reliability._chain import (
@@ -24,6 +28,7 @@ from ghtrader_assets_tests.reliability._chain import (
     questdb_resource,
     resources,
 )
+from ghtrader_assets_tests.truth import real_frame, served_frame
 
 pytestmark = pytest.mark.reliability
 VARIETY = "SHFE.rb"
@@ -65,74 +70,45 @@ def test_tq_drop_or_stall_mid_download_is_retried_on_a_fresh_session(
     figures["rows_compared"] += assert_stored_equals_truth(qdb, chain.market, VARIETY, days)
 
 
-class DirtyClient:
-    """The real TqSdkClient, with the provider's tick frame made dirty: known numbers of bad prices,
-    ticks outside the sessions, exact duplicates and swapped (out-of-order) neighbours."""
-
-    BAD, OUTSIDE, DUPES, SWAPS = 4, 3, 5, 2
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def ticks(self, contract: str, day) -> pl.DataFrame:
-        frame = self.inner.ticks(contract, day)
-        rows = frame.to_dicts()
-        template = rows[len(rows) // 2]
-        bad = [{**template, "last_price": v} for v in (float("nan"), 0.0, -5.0, float("inf"))]
-
-        def at(when: datetime) -> dict:
-            return {**template, "datetime_ns": int(when.replace(tzinfo=CST).timestamp()) * 10**9}
-
-        d = datetime(day.year, day.month, day.day)
-        outside = [at(d + timedelta(hours=12, minutes=30)), at(d + timedelta(hours=3, minutes=30)),
-                   at(d - timedelta(days=6) + timedelta(hours=10))]
-        t = [r["datetime_ns"] for r in rows]
-        swaps = [i for i in range(100, len(rows) - 1, 97) if t[i - 1] < t[i] < t[i + 1] < t[i + 2]][: self.SWAPS]
-        for i in swaps:
-            rows[i], rows[i + 1] = rows[i + 1], rows[i]
-        dupes = list(range(10, 10 + 7 * self.DUPES, 7))
-        out: list[dict] = []
-        for i, row in enumerate(rows):
-            out.append(row)
-            if i in dupes:
-                out.append(dict(row))
-            if i == 50:
-                out += bad
-            if i == 60:
-                out += outside
-        assert len(swaps) == self.SWAPS
-        return pl.DataFrame(out, schema=frame.schema)
+def stored_day(qdb: QuestDBClient, table: str, symbol: str, day, bounds) -> pl.DataFrame:
+    """The stored rows of one (symbol, day), in time order."""
+    return qdb.export(f"SELECT * FROM {table} WHERE {store._day_filter(symbol, day, bounds)} ORDER BY ts, seq")
 
 
-class DirtyTqSdkResource(TqSdkResource):
-    def client(self) -> Any:  # type: ignore[override]
-        return DirtyClient(super().client())
+def assert_same_values(got: pl.DataFrame, want: pl.DataFrame, columns: list[str]) -> None:
+    """Equal column by column, value by value (NaN equal to NaN: a level the vendor did not send)."""
+    assert got.height == want.height, (got.height, want.height)
+    for c in columns:
+        a, b = got[c].to_numpy(), want[c].to_numpy()
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), c
 
-    def session(self) -> Any:  # type: ignore[override]
-        return DirtyClient(super().session())
 
-
-def test_dirty_provider_frame_is_cleaned_by_the_rule_and_counted(
-    chain: Chain, qdb: QuestDBClient, figures, caplog: pytest.LogCaptureFixture
+def test_a_dirty_answer_is_stored_as_served_flagged_and_main_l5_holds_the_real_ticks(
+    chain: Chain, tq_sim_factory, qdb: QuestDBClient, figures, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The simulator serves a day with bad prices, duplicates, ticks outside every session and swapped
+    neighbours on the wire: raw stores every served tick with the rule's flag, main_l5 exactly the real
+    ticks in time order, and every count is in the metadata."""
     day = chain.days[20]
-    chain.resources["tqsdk"] = DirtyTqSdkResource(user="sim", password="sim", backoff_s=0.2)
-    try:
-        result = chain.backfill(VARIETY, day, day)
-    finally:
-        chain.resources["tqsdk"] = fast_tq()
+    contract = chain.market.main_contract(VARIETY, day)
+    dirty = tq_sim_factory(faults=Faults(dirty_days=((contract, day),)))
+    result = chain.backfill(VARIETY, day, day, srv=dirty)
     assert result.success, failure_message(result)
+    served = served_frame(dirty.market, contract, day)
+    dirt = dirty.market.dirt(contract, day)
+    kinds = Counter(kind for kind, _, _ in dirt["injected"])
     meta = materializations(result, "underlying_ticks")[f"{day}|{VARIETY}"]
-    kept = meta["rows"]
-    c = DirtyClient
     assert {k: meta[k] for k in meta if k.startswith("ticks_")} == {
-        "ticks_received": kept + c.BAD + c.OUTSIDE + c.DUPES, "ticks_bad_price": c.BAD,
-        "ticks_outside_session": c.OUTSIDE, "ticks_duplicate": c.DUPES, "ticks_out_of_order": c.SWAPS,
-        "ticks_kept": kept}
-    assert "cleaning rule changed the provider frame" in caplog.text
-    figures["bad_inputs"] += c.BAD + c.OUTSIDE + c.DUPES + c.SWAPS
-    # what is stored is exactly the provider's clean ticks
-    figures["rows_compared"] += assert_stored_equals_truth(qdb, chain.market, VARIETY, [day])
+        "ticks_received": served.height, "ticks_bad_price": kinds["bad_price"],
+        "ticks_outside_session": kinds["outside_session"], "ticks_duplicate": kinds["duplicate"],
+        "ticks_out_of_order": len(dirt["swaps"]), "ticks_kept": served["real"].sum()}
+    assert meta["rows"] == served.height  # raw: the answer as served
+    assert "raw keeps them, flagged" in caplog.text
+    bounds = store.read_calendar(qdb).bounds_ns(day)
+    raw = stored_day(qdb, store.RAW_TICKS.name, contract, day, bounds)
+    want = served.sort("datetime_ns", "seq").with_columns(pl.col("injected").fill_null("ok").alias("flag"))
+    assert_same_values(raw, want, ["datetime_ns", "seq", *TICK_COLUMNS, "flag"])
+    main = stored_day(qdb, store.MAIN_L5_TICKS.name, main_symbol(VARIETY), day, bounds)
+    assert_same_values(main, real_frame(dirty.market, contract, day), ["datetime_ns", "seq", *TICK_COLUMNS])
+    figures["bad_inputs"] += sum(kinds.values()) + len(dirt["swaps"])
+    figures["rows_compared"] += raw.height + main.height

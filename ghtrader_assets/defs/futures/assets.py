@@ -1,6 +1,7 @@
 """Futures chain assets: trading_days -> main_schedule -> underlying_ticks -> main_l5 -> day_index."""
 
 
+import json
 import time
 from contextlib import closing
 from datetime import date
@@ -14,14 +15,17 @@ from ghtrader_assets.defs.futures.staleness import stale_partitions
 from ghtrader_assets.defs.resources import QuestDBResource
 from ghtrader_assets.defs.run_queue import claim_run_limits
 from ghtrader_assets.domain.schedule import roll_days
-from ghtrader_assets.domain.symbols import main_symbol
+from ghtrader_assets.domain.session_evidence import find_evidence, suggested_changes
 from ghtrader_assets.domain.session_history import SessionHistory
+from ghtrader_assets.domain.symbols import expected_depth, main_symbol
 from ghtrader_assets.io import futures_store as store
 
 UNDERLYING_TICKS = dg.AssetKey("underlying_ticks")
 MAIN_L5 = dg.AssetKey("main_l5")
 DAY_INDEX = dg.AssetKey("day_index")
 INDEX_CHECK = "index_matches_stored"
+DEPTH_CHECK = "depth_as_expected"
+SESSION_CHECK = "sessions_explain_ticks"
 PROGRESS_EVERY_S = 10.0  # at most one progress line per interval in a range run (failures: always)
 
 
@@ -144,7 +148,14 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
             dg.AssetSpec(DAY_INDEX, deps=[MAIN_L5], skippable=True, kinds={"questdb"},
                          description="Per (symbol, day, kind) rows, first/last tick, L5 presence, row-hash aggregates."),
         ],
-        check_specs=[dg.AssetCheckSpec(INDEX_CHECK, asset=DAY_INDEX, description="index rows equal the stored ticks")],
+        check_specs=[
+            dg.AssetCheckSpec(INDEX_CHECK, asset=DAY_INDEX, description="index rows equal the stored ticks"),
+            dg.AssetCheckSpec(DEPTH_CHECK, asset=UNDERLYING_TICKS, description=(
+                "every downloaded day arrived with the depth levels its exchange publishes (5 on SHFE/INE, else 1)")),
+            dg.AssetCheckSpec(SESSION_CHECK, asset=UNDERLYING_TICKS, description=(
+                "no ticks outside the known sessions recur at the same clock times over several days "
+                "(evidence of a session change the history lacks)")),
+        ],
     )
     def futures_ticks(
         context: dg.AssetExecutionContext, tqsdk: TqSdkResource, questdb: QuestDBResource, futures: FuturesSettings
@@ -163,6 +174,8 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         verify_error = ""
         indexed: dict[str, list[date]] = {}  # main symbol -> days indexed by this run
         sessions: dict[str, SessionHistory] = {}
+        depth_mismatches: dict[str, str] = {}  # partition -> "served N, expected M"
+        outside: dict[str, dict[date, dict[int, int]]] = {}  # variety -> day -> Beijing minute -> ticks
         started, last_line = time.monotonic(), 0.0
         with questdb.client() as qdb:
             calendar = store.read_calendar(qdb)
@@ -183,6 +196,13 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                         continue
                     for event in _materializations(key, outcome, steps):
                         context.log_event(event)
+                    if outcome.depth_mismatch:
+                        depth_mismatches[key] = f"served {outcome.depth} levels, expected {expected_depth(part.variety)}"
+                        context.log.warning("%s %s <- %s: the provider served %d depth levels where %s publishes %d; "
+                                            "stored as served", part.variety, part.trading_day, outcome.contract,
+                                            outcome.depth, part.variety.split(".")[0], expected_depth(part.variety))
+                    if outcome.cleaning is not None and outcome.cleaning.outside_minutes:
+                        outside.setdefault(part.variety, {})[part.trading_day] = dict(outcome.cleaning.outside_minutes)
                     if steps.index:
                         indexed.setdefault(main_symbol(part.variety), []).append(part.trading_day)
                     # Progress: the first and last partition, unfinished days, and otherwise one line every
@@ -201,6 +221,15 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                 verify_error = f"{type(exc).__name__}: {exc}"
                 mismatches = [f"index not verified: {verify_error}"]
                 context.log.error("verifying the day index failed: %s", verify_error)
+            checks = context.selected_asset_check_keys
+            if dg.AssetCheckKey(UNDERLYING_TICKS, DEPTH_CHECK) in checks:
+                yield dg.AssetCheckResult(
+                    check_name=DEPTH_CHECK, asset_key=UNDERLYING_TICKS, passed=not depth_mismatches,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={"mismatched_partitions": len(depth_mismatches),
+                              "mismatches": dg.MetadataValue.json(dict(sorted(depth_mismatches.items())[:50]))})
+            if dg.AssetCheckKey(UNDERLYING_TICKS, SESSION_CHECK) in checks:
+                yield _session_evidence_check(context, outside, session_history, calendar, parts)
         if DAY_INDEX in selected:
             yield dg.AssetCheckResult(
                 check_name=INDEX_CHECK, asset_key=DAY_INDEX, passed=not mismatches,
@@ -219,14 +248,36 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
     return [trading_days, main_schedule, futures_ticks]
 
 
+def _session_evidence_check(context: dg.AssetExecutionContext, outside: dict, history, calendar, parts: list) -> dg.AssetCheckResult:
+    """Ticks outside the known sessions at recurring clock times: evidence of a session change, reported with
+    the GHTRADER_SESSION_HISTORY entries that would explain it (see domain.session_evidence)."""
+    through = {p.variety: p.trading_day for p in parts}
+    found, suggestions = [], []
+    for variety, days in sorted(outside.items()):
+        for evidence in find_evidence(variety, days):
+            sessions, _ = history(variety).windows(evidence.days[0])
+            entries = suggested_changes(evidence, sessions, calendar, through[variety])
+            found.append(evidence.describe())
+            suggestions += entries
+            context.log.warning("session evidence: %s. Raw keeps these ticks (flag outside_session); main_l5 leaves "
+                                "them out. If the exchange's hours were different then, add to the "
+                                "GHTRADER_SESSION_HISTORY file and rebuild main_l5 for those days (no download): %s",
+                                evidence.describe(), json.dumps({"changes": entries}))
+    return dg.AssetCheckResult(
+        check_name=SESSION_CHECK, asset_key=UNDERLYING_TICKS, passed=not found, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"evidence": dg.MetadataValue.json(found),
+                  "suggested_session_history": dg.MetadataValue.json({"changes": suggestions})})
+
+
 def _materializations(key: str, outcome: chain.DayOutcome, steps: chain.ChainSteps) -> list[dg.AssetMaterialization]:
     """One materialization per selected asset of a finished (variety, day), with its metadata."""
     common = {"underlying": outcome.contract, "segment_id": outcome.segment_id, "final": outcome.final}
     events = []
     if steps.raw:
+        depth = {"depth_levels": outcome.depth, "depth_expected": expected_depth(outcome.variety)} if outcome.depth else {}
         events.append(dg.AssetMaterialization(UNDERLYING_TICKS, partition=key, metadata={
             **common, **_tick_metadata(outcome.raw), "no_data": outcome.no_data is not None, **_no_data_metadata(outcome),
-            **(outcome.cleaning.as_metadata() if outcome.cleaning else {})}))
+            **(outcome.cleaning.as_metadata() if outcome.cleaning else {}), **depth}))
     if steps.main_l5:
         events.append(dg.AssetMaterialization(MAIN_L5, partition=key, metadata={
             **common, "symbol": main_symbol(outcome.variety), **_tick_metadata(outcome.main_l5)}))

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from ghtrader_assets.sim.tq import calendar as cal
-from ghtrader_assets.sim.tq.specs import NS, SPECS, VarietySpec, hms_ns, midnight_ns, ns_to_bj_str
+from ghtrader_assets.sim.tq.specs import NS, SPECS, VarietySpec, contract_code, hms_ns, midnight_ns, ns_to_bj_str
 
 TICK_NS = NS // 2  # exchanges publish at most one snapshot per 500 ms
 _OI_BASE = {"SHFE.cu": 200_000, "SHFE.rb": 2_000_000, "DCE.m": 1_500_000, "CFFEX.IF": 150_000}
+_OI_DEFAULT = 500_000
 _OI_WIDTH_DAYS = 40.0
 
 
@@ -33,6 +34,13 @@ class Faults:
     # (contract, trading day, until): the provider answers that day empty until the clock reaches `until`
     # (naive Beijing time), then serves its ticks: a transient empty answer.
     empty_until: tuple[tuple[str, date, datetime], ...] = ()
+    # (contract, trading day) served dirty: besides its real ticks, copies of one tick with a bad last price
+    # (0, -5, NaN), exact duplicates of DIRTY_DUPES ticks, DIRTY_SWAPS neighbour pairs in swapped order and
+    # ticks outside every session (a lunch-break tick and one before the day's first session), all
+    # within the day's request window (see SimMarket.dirt).
+    dirty_days: tuple[tuple[str, date], ...] = ()
+    # (contract, trading day, levels): the day is served with this many depth levels instead of its exchange's
+    depth_days: tuple[tuple[str, date, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,8 @@ class SimMarket:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, date], int] = {}
         self._series: dict[tuple[str, int], Series] = {}
-        self._tick_frame = lru_cache(maxsize=256)(self._generate_ticks)
+        self._real_ticks = lru_cache(maxsize=256)(self._generate_ticks)
+        self._tick_frame = lru_cache(maxsize=256)(self._served_ticks)
         self._bar_frame = lru_cache(maxsize=2048)(self._generate_bars)
 
     # ---- calendar -------------------------------------------------------------------------------
@@ -162,7 +171,7 @@ class SimMarket:
             list_day = cal.next_trading_day(date(list_year, list_month0 + 1, 15)) or self._all_days[0]
             if last_day is None or last_day < self._all_days[0]:
                 continue
-            symbol = f"{spec.exchange}.{spec.product}{year % 100:02d}{month0 + 1:02d}"
+            symbol = contract_code(spec, year, month0 + 1)
             contracts.append(Contract(symbol, variety, month_index, max(list_day, self._all_days[0]), last_day))
         rng = np.random.default_rng([self.cfg.seed, _stable_hash(variety), 7])
         peak_day: dict[int, float] = {}  # main delivery month -> ordinal of its open-interest peak
@@ -181,7 +190,7 @@ class SimMarket:
             noise = noise_rng.normal(size=len(day_ordinals))
             shape = amplitude * np.exp(-(((day_ordinals - peak) / _OI_WIDTH_DAYS) ** 2)) + 0.01
             live = (day_ordinals >= contract.list_day.toordinal()) & (day_ordinals <= contract.last_day.toordinal())
-            open_interest[row] = np.where(live, np.round(_OI_BASE[variety] * shape * (1 + 0.03 * noise)), 0.0)
+            open_interest[row] = np.where(live, np.round(_OI_BASE.get(variety, _OI_DEFAULT) * shape * (1 + 0.03 * noise)), 0.0)
         main = np.zeros(len(day_ordinals), dtype=int)
         main[0] = int(np.argmax(open_interest[:, 0]))
         for day_index in range(len(day_ordinals) - 1):
@@ -313,13 +322,20 @@ class SimMarket:
         }
         depth = rng.integers(1, 100, size=(count, 10)).astype(float)
         for level in range(1, 6):
-            quoted = level <= spec.levels
+            quoted = level <= self.levels(symbol, day)
             nan, zero = np.full(count, np.nan), np.zeros(count)
             columns[f"bid_price{level}"] = np.round(bid1 - (level - 1) * tick, spec.price_decs) if quoted else nan
             columns[f"bid_volume{level}"] = depth[:, 2 * level - 2] if quoted else zero
             columns[f"ask_price{level}"] = np.round(bid1 + level * tick, spec.price_decs) if quoted else nan
             columns[f"ask_volume{level}"] = depth[:, 2 * level - 1] if quoted else zero
         return columns
+
+    def levels(self, contract: str, day: date) -> int:
+        """Depth levels served for the contract's day: its exchange's, unless Faults.depth_days says otherwise."""
+        for symbol, depth_day, levels in self.cfg.faults.depth_days:
+            if symbol == contract and depth_day == day:
+                return levels
+        return SPECS[self._by_symbol[contract].variety].levels
 
     def tick_count(self, symbol: str, day: date) -> int:
         key = (symbol, day)
@@ -331,6 +347,68 @@ class SimMarket:
             self._counts[key] = count
         return count
 
+    DIRTY_DUPES, DIRTY_SWAPS = 5, 2
+    BAD_PRICES = (0.0, -5.0, float("nan"))
+
+    def _served_ticks(self, symbol: str, day: date) -> dict[str, np.ndarray]:
+        """What the server serves for the day, in id order: the real ticks, with the dirt of a dirty day."""
+        real = self._real_ticks(symbol, day)
+        dirt = self.dirt(symbol, day)
+        return real if dirt is None else self._apply_dirt(real, dirt)
+
+    def dirt(self, symbol: str, day: date) -> dict[str, Any] | None:
+        """The dirt of a dirty (contract, day) (Faults.dirty_days), or None: `order`, the served rows as
+        indices into the real ticks (-1: the next injected row), `injected`, the injected rows as (kind, real
+        row copied, datetime or None) with kind bad_price / duplicate / outside_session, and `swaps`, the
+        real rows i served after row i + 1."""
+        if (symbol, day) not in self.cfg.faults.dirty_days:
+            return None
+        real = self._real_ticks(symbol, day)
+        times = real["datetime"]
+        n = len(times)
+        if n < 200:
+            return None
+        rows = list(range(n))
+        swaps = [i for i in range(100, n - 2, 97) if times[i - 1] < times[i] < times[i + 1] < times[i + 2]][: self.DIRTY_SWAPS]
+        for i in swaps:
+            rows[i], rows[i + 1] = rows[i + 1], rows[i]
+        sessions = self.sessions(self.contract(symbol).variety, day)
+        lunch = sessions[-1][0] - 30 * 60 * NS  # half an hour before the day's last session: a break
+        early = sessions[0][0] - 60 * 60 * NS  # an hour before the day's first session
+        middle = n // 2
+        extra = [("bad_price", middle, None)] * len(self.BAD_PRICES) + [
+            ("outside_session", middle, lunch), ("outside_session", middle, early)]
+        dupes = set(range(10, 10 + 7 * self.DIRTY_DUPES, 7))
+        order: list[int] = []
+        injected: list[tuple[str, int, int | None]] = []
+        for position, i in enumerate(rows):
+            order.append(i)
+            if position in dupes:
+                order.append(-1)
+                injected.append(("duplicate", i, None))
+            if position == 50:
+                order += [-1] * len(extra)
+                injected += extra
+        return {"order": order, "injected": injected, "swaps": swaps}
+
+    def _apply_dirt(self, real: dict[str, np.ndarray], dirt: dict[str, Any]) -> dict[str, np.ndarray]:
+        out: dict[str, list] = {k: [] for k in real}
+        injected = iter(dirt["injected"])
+        bad = iter(self.BAD_PRICES)
+        for i in dirt["order"]:
+            if i >= 0:
+                for k in real:
+                    out[k].append(real[k][i])
+                continue
+            kind, source, when = next(injected)
+            for k in real:
+                out[k].append(real[k][source])
+            if kind == "bad_price":
+                out["last_price"][-1] = next(bad)
+            elif kind == "outside_session":
+                out["datetime"][-1] = when
+        return {k: np.asarray(v, dtype=real[k].dtype) for k, v in out.items()}
+
     def tick_columns(self, symbol: str) -> list[str]:
         """tqsdk's DataSeries columns: five levels only for SHFE/SSE/SZSE symbols (its own rule)."""
         columns = ["last_price", "highest", "lowest", "average", "volume", "amount", "open_interest"]
@@ -339,8 +417,10 @@ class SimMarket:
             columns += [f"bid_price{level}", f"bid_volume{level}", f"ask_price{level}", f"ask_volume{level}"]
         return columns
 
-    def ticks(self, contract: str, day: date) -> pd.DataFrame:
-        """Exactly what get_tick_data_series(contract, day, day) returns (empty DataFrame when no ticks)."""
+    def served(self, contract: str, day: date) -> pd.DataFrame:
+        """Every tick the server serves for the request window of trading day `day`, in id order, with each
+        depth level the exchange publishes (levels it does not publish are absent from the wire: NaN here),
+        dirt included: the ground truth of what the vendor answered (empty DataFrame when no ticks)."""
         series = self.series(contract, 0)
         frame = self._tick_frame(contract, day)
         if len(frame["datetime"]) == 0:
@@ -349,11 +429,27 @@ class SimMarket:
         df = pd.DataFrame()
         df["id"] = np.arange(first, first + len(frame["datetime"]), dtype=np.int64)
         df["datetime"] = frame["datetime"].astype(np.int64)
-        for column in self.tick_columns(contract):
+        for column in [k for k in frame if k != "datetime"]:
             df[column] = frame[column].astype(np.float64)
         df["symbol"] = contract
         df["duration"] = 0
         return df
+
+    def real_ticks(self, contract: str, day: date) -> pd.DataFrame:
+        """The day's real ticks (no dirt), in time order, as `served` gives columns."""
+        frame = self._real_ticks(contract, day)
+        df = pd.DataFrame({"datetime": frame["datetime"].astype(np.int64)})
+        for column in [k for k in frame if k != "datetime"]:
+            df[column] = frame[column].astype(np.float64)
+        return df
+
+    def ticks(self, contract: str, day: date) -> pd.DataFrame:
+        """Exactly what tqsdk's own get_tick_data_series(contract, day, day) returns: `served` with the columns
+        its DataSeries keeps (five levels only for SHFE/SSE/SZSE; empty DataFrame when no ticks)."""
+        df = self.served(contract, day)
+        if df.empty:
+            return df
+        return df[["id", "datetime", *self.tick_columns(contract), "symbol", "duration"]]
 
     def trading_day_of_ns(self, ns: int) -> date | None:
         """Trading day of an epoch-ns moment (Beijing rule of the calendar)."""
@@ -367,7 +463,7 @@ class SimMarket:
     def _generate_bars(self, symbol: str, dur: int, day: date) -> dict[str, np.ndarray]:
         """Bars of `dur` ns built from the day's ticks of the contract behind `symbol`."""
         contract = self.underlying_on(symbol, day)
-        ticks = self._tick_frame(contract, day)
+        ticks = self._real_ticks(contract, day)
         times = ticks["datetime"]
         if len(times) == 0:
             return {"datetime": np.zeros(0, dtype=np.int64)}
@@ -414,7 +510,7 @@ class SimMarket:
         contract = self.underlying_on(symbol, self.now_day) if symbol.startswith("KQ.m@") else symbol
         spec = SPECS[self._by_symbol[contract].variety]
         for day in reversed(self.series_days(contract)):
-            ticks = self._tick_frame(contract, day)
+            ticks = self._real_ticks(contract, day)
             if len(ticks["datetime"]):
                 quote: dict[str, Any] = {"datetime": ns_to_bj_str(int(ticks["datetime"][-1]))}
                 for name in ("last_price", "highest", "lowest", "average", "volume", "amount", "open_interest"):
@@ -458,7 +554,6 @@ class Series:
         if lo > hi:
             return items
         variety = self.symbol[5:] if self.symbol.startswith("KQ.m@") else self.market.contract(self.symbol).variety
-        levels = SPECS[variety].levels
         first_day = int(np.searchsorted(self.offsets, lo, "right")) - 1
         for i in range(first_day, len(self.days)):
             day_first_id = int(self.offsets[i])
@@ -469,6 +564,7 @@ class Series:
             if start > end:
                 continue
             # a name ending in a digit is a depth level: bid_price3 is level 3
+            levels = self.market.levels(self.symbol, self.days[i]) if self.dur == 0 else SPECS[variety].levels
             columns = [k for k in frame if k != "datetime" and not (k[-1].isdigit() and int(k[-1]) > levels)]
             values = {k: frame[k][start:end + 1].tolist() for k in columns}
             times = frame["datetime"][start:end + 1].tolist()

@@ -37,7 +37,20 @@ SPECS: dict[str, VarietySpec] = {
     "SHFE.rb": VarietySpec("SHFE", "rb", _DAY_COMMODITY, (("21:00:00", "23:00:00"),), 5, 1.0, 10, 3800.0),
     "DCE.m": VarietySpec("DCE", "m", _DAY_COMMODITY, (("21:00:00", "23:00:00"),), 1, 1.0, 10, 3200.0),
     "CFFEX.IF": VarietySpec("CFFEX", "IF", (("09:30:00", "11:30:00"), ("13:00:00", "15:00:00")), (), 1, 0.2, 300, 3500.0),
+    # One variety of each other exchange shape: CZCE's 3-digit contract codes, a night to 02:30 (Friday nights
+    # run into Saturday), INE's five levels, a day-only GFEX product, a DCE night (see MarketConfig.session_changes).
+    "CZCE.TA": VarietySpec("CZCE", "TA", _DAY_COMMODITY, (("21:00:00", "23:00:00"),), 1, 2.0, 5, 5800.0),
+    "SHFE.au": VarietySpec("SHFE", "au", _DAY_COMMODITY, (("21:00:00", "26:30:00"),), 5, 0.02, 1000, 480.0),
+    "INE.sc": VarietySpec("INE", "sc", _DAY_COMMODITY, (("21:00:00", "26:30:00"),), 5, 0.1, 1000, 560.0),
+    "GFEX.si": VarietySpec("GFEX", "si", _DAY_COMMODITY, (), 1, 5.0, 5, 13000.0),
+    "DCE.i": VarietySpec("DCE", "i", _DAY_COMMODITY, (("21:00:00", "23:00:00"),), 1, 0.5, 100, 900.0),
 }
+
+
+def contract_code(spec: VarietySpec, year: int, month: int) -> str:
+    """The exchange's contract symbol: CZCE writes the year with one digit (CZCE.TA405), the others with two."""
+    digits = f"{year % 10}" if spec.exchange == "CZCE" else f"{year % 100:02d}"
+    return f"{spec.exchange}.{spec.product}{digits}{month:02d}"
 
 
 def hms_ns(s: str) -> int:
