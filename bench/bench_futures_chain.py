@@ -10,7 +10,7 @@ in one run (every chain run in a fresh process, on emptied tables):
      time over the download-alone wall time;
   3. the store path alone on pre-fetched frames (the chain's own code, the downloads replaced by the
      frames of step 1): rows/s (raw + main_l5) over a bare `Sender.dataframe` loop's rows/s;
-  4. the Dagster overhead share: 1 - (the same days through `futures_chain.run_days` without Dagster) /
+  4. the Dagster overhead share: 1 - (the same days through `futures.pipeline.run_days` without Dagster) /
      (the Dagster run), at 60 days and, without --quick, 240; and Dagster's own cost per partition, with
      `run_days` replaced by ready outcomes (what the run's events cost, free of download noise);
   5. two varieties in two parallel runs (each with its own simulator): aggregate rows/s over one variety's,
@@ -40,6 +40,8 @@ import polars as pl
 
 from ghtrader_assets.domain.calendar import CST
 from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io import questdb_schema as schema
+from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.io.questdb_schema import RAW_TICKS, Table
 from ghtrader_assets.io.questdb_server import QuestDBServer, ServerPorts
@@ -48,7 +50,7 @@ START = date(2024, 1, 2)
 QUICK_END, FULL_END = date(2024, 3, 29), date(2024, 12, 31)
 VARIETIES = ("SHFE.cu", "SHFE.rb")
 NOW = datetime.combine(FULL_END, datetime.min.time()).replace(hour=17, tzinfo=CST) + timedelta(days=1)  # all final
-TABLES = (store.RAW_TICKS, store.MAIN_L5_TICKS, store.SYMBOL_DAY_INDEX, store.NO_DATA_DAYS)
+TABLES = (store.RAW_TICKS, store.MAIN_L5_TICKS, schema.SYMBOL_DAY_INDEX, schema.NO_DATA_DAYS)
 
 
 # -- the worker: one measured run in a process of its own -------------------------------------------------
@@ -56,8 +58,10 @@ def worker(args: argparse.Namespace) -> None:
     """Runs one role and prints one JSON line: seconds, peak RSS."""
     import dagster as dg
 
-    from ghtrader_assets import futures_chain as chain
     from ghtrader_assets.defs.futures.assets import build_futures_assets
+    from ghtrader_assets.futures import calendar as calendar_step
+    from ghtrader_assets.futures import ledger as ledger_step
+    from ghtrader_assets.futures import pipeline
     from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
     from ghtrader_assets.defs.resources import QuestDBResource
     from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
@@ -77,7 +81,8 @@ def worker(args: argparse.Namespace) -> None:
     days = [d for d in (date.fromisoformat(k) for k in instance.get_dynamic_partitions("trading_day")) if d <= end]
     started = time.perf_counter()
     if args.worker == "dagster":  # the same run with the chain replaced by ready outcomes: Dagster's own cost
-        chain.run_days, chain.verify_index = _ready_outcomes, lambda *a, **k: []
+        pipeline.run_days = _ready_outcomes
+        ledger_step.verify_days = lambda qdb, calendar, variety, days, at=None: ledger_step.VerifyResult(variety, 0, 0, [], 0.0)
     if args.worker in ("chain", "dagster"):
         tags = {"dagster/asset_partition_range_start": f"{days[0]}|{variety}",
                 "dagster/asset_partition_range_end": f"{days[-1]}|{variety}"}
@@ -86,14 +91,14 @@ def worker(args: argparse.Namespace) -> None:
         ok = result.success
     elif args.worker == "direct":
         with QuestDBClient(settings) as qdb:
-            calendar = store.read_calendar(qdb)
-            history = chain.session_history(qdb, variety, "")
-            outcomes = list(chain.run_days(lambda: TqSdkClient(TqSettings("sim", "sim")), qdb, calendar,
-                                           [(variety, d) for d in days], chain.ChainSteps(), lambda _: history, now=now))
+            calendar = ledger.read_calendar(qdb)
+            histories = calendar_step.session_histories(qdb, [variety], "")
+            outcomes = list(pipeline.run_days(lambda: TqSdkClient(TqSettings("sim", "sim")), qdb, calendar,
+                                              [(variety, d) for d in days], pipeline.ChainSteps(), histories, now=now))
         ok = not any(o.error for o in outcomes)
     else:  # download: the same client, the same days, nothing stored; the frames are kept for the store run
         with QuestDBClient(settings) as qdb:
-            schedule = {r.trading_day: r for r in store.read_schedule(qdb, variety)}
+            schedule = {r.trading_day: r for r in ledger.read_schedule(qdb, variety)}
         out = Path(args.frames)
         with TqSdkClient(TqSettings("sim", "sim")) as tq:
             frames = {}
@@ -109,12 +114,13 @@ def worker(args: argparse.Namespace) -> None:
                       "cpu_s": _cpu_s()}))
 
 
-def _ready_outcomes(tq_session, qdb, calendar, days, steps, sessions, now, max_retries=0, limits=None):
-    """Stands in for `futures_chain.run_days`: one finished outcome per day, at once, with real-sized stats."""
-    from ghtrader_assets.futures_chain import DayOutcome
+def _ready_outcomes(tq_session, qdb, calendar, days, steps, histories, now, max_retries=0, limits=None):
+    """Stands in for `pipeline.run_days`: one finished outcome per day, at once, with real-sized stats."""
+    from ghtrader_assets.domain.ledger import DayStats
+    from ghtrader_assets.futures.pipeline import DayOutcome
 
-    stats = {"rows_total": 13_700, "first_datetime_ns": 1_704_150_000_000_000_000,
-             "last_datetime_ns": 1_704_200_000_000_000_000, "l5_present": True, "row_hash_sum": 123_456_789}
+    stats = DayStats(rows_total=13_700, first_datetime_ns=1_704_150_000_000_000_000,
+                     last_datetime_ns=1_704_200_000_000_000_000, l5_present=True, row_hash_sum=123_456_789)
     for variety, day in days:
         yield DayOutcome(variety, day, contract="SHFE.cu2402", segment_id=0, final=True, raw=stats, main_l5=stats,
                          index=stats)
@@ -198,8 +204,9 @@ class Bench:
 
 
 def store_alone(bench: Bench, variety: str, frames_dir: Path) -> tuple[float, int]:
-    """The chain's own store path (futures_chain.run_days) with the downloads served from `frames_dir`."""
-    from ghtrader_assets import futures_chain as chain
+    """The chain's own store path (pipeline.run_days) with the downloads served from `frames_dir`."""
+    from ghtrader_assets.futures import calendar as calendar_step
+    from ghtrader_assets.futures import pipeline
 
     frames = {date.fromisoformat(p.stem): pl.read_parquet(p) for p in sorted(frames_dir.glob("*.parquet"))}
 
@@ -211,11 +218,11 @@ def store_alone(bench: Bench, variety: str, frames_dir: Path) -> tuple[float, in
             pass
 
     with QuestDBClient(bench.settings) as qdb:
-        calendar = store.read_calendar(qdb)
-        history = chain.session_history(qdb, variety, "")
+        calendar = ledger.read_calendar(qdb)
+        histories = calendar_step.session_histories(qdb, [variety], "")
         started = time.perf_counter()
-        outcomes = list(chain.run_days(Prefetched, qdb, calendar, [(variety, d) for d in frames], chain.ChainSteps(),
-                                       lambda _: history, now=NOW))
+        outcomes = list(pipeline.run_days(Prefetched, qdb, calendar, [(variety, d) for d in frames], pipeline.ChainSteps(),
+                                          histories, now=NOW))
         seconds = time.perf_counter() - started
     assert not any(o.error for o in outcomes), [o.error for o in outcomes if o.error][:3]
     return seconds, sum(bench.rows())

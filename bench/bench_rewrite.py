@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
 
+from ghtrader_assets.domain.schedule import ScheduleRow  # noqa: E402
+from ghtrader_assets.domain.symbols import variety_of  # noqa: E402
 from ghtrader_assets.io import futures_store as store  # noqa: E402
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings  # noqa: E402
 from ghtrader_assets.io.questdb_schema import RAW_TICKS  # noqa: E402
@@ -42,6 +44,14 @@ def median_s(repeat: int, call) -> float:  # noqa: ANN001
     return statistics.median(times)
 
 
+def store_raw(qdb: QuestDBClient, contract: str, day, bounds: tuple[int, int], frame: pl.DataFrame) -> None:
+    """One (contract, day) through the store's batch path, raw only (what a download of that day does)."""
+    write = store.DayWrite(variety_of(contract), day, bounds, ScheduleRow(day, contract, -1, 0), frame)
+    done = store.store_days(qdb, [write], main_l5=False)[(write.variety, day)]
+    if done.error:
+        raise RuntimeError(done.error)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=30_000)
@@ -55,11 +65,11 @@ def main() -> int:
             qdb.bootstrap()
             contract = "SHFE.cu2505"
             frame = tick_frame(contract, DAY, args.rows, variant=0)
-            store.replace_raw_day(qdb, contract, DAY, bounds, frame)
+            store_raw(qdb, contract, DAY, bounds, frame)
             with_answer = frame.with_columns(
                 pl.lit(int(qdb.scalar(f"SELECT min(answer_hash) FROM {RAW_TICKS.name} WHERE symbol = '{contract}'")))
                 .alias("answer_hash"))
-            where = store._day_filter(contract, DAY, bounds)
+            where = store.day_filter(contract, DAY, bounds)
 
             def previous_release(_: int) -> None:
                 # the sequence the partition-rebuild store ran for an identical answer
@@ -73,7 +83,7 @@ def main() -> int:
 
             # interleaved, so a machine busy with other work slows all three alike
             runs: dict[str, list[float]] = {"current": [], "previous": [], "ceiling": []}
-            calls = {"current": lambda: store.replace_raw_day(qdb, contract, DAY, bounds, frame),
+            calls = {"current": lambda: store_raw(qdb, contract, DAY, bounds, frame),
                      "previous": lambda: previous_release(0),
                      "ceiling": lambda: (qdb.write(RAW_TICKS, with_answer), qdb.wait_for_wal(RAW_TICKS))}
             for _ in range(args.repeat):
@@ -84,7 +94,7 @@ def main() -> int:
             current, before, ceiling = (statistics.median(runs[k]) for k in ("current", "previous", "ceiling"))
             variants = [tick_frame(contract, DAY, args.rows - (1 + i % 2) * args.rows // 10, variant=1 + i)
                         for i in range(args.repeat)]
-            stale = median_s(args.repeat, lambda i: store.replace_raw_day(qdb, contract, DAY, bounds, variants[i]))
+            stale = median_s(args.repeat, lambda i: store_raw(qdb, contract, DAY, bounds, variants[i]))
             retired = store.retired_rows(qdb, RAW_TICKS, contract)
     finally:
         server.stop()

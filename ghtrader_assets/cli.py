@@ -1,4 +1,5 @@
-"""Operator commands: the demo run, the local QuestDB server, the simulators, the IBKR stages and the doctor."""
+"""Operator commands: the demo run, the local QuestDB server, the ledger (coverage, verify, manifests), the
+IBKR stages and the doctor."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 # `ghtrader-assets questdb ...` does not pay for tqsdk or ib_insync imports.
 COMMAND_MODULES = (
     "ghtrader_assets.io.questdb_server",
+    "ghtrader_assets.ledger_cli",
     "ghtrader_assets.ibkr_cli",
     "ghtrader_assets.sim.demo",
     "ghtrader_assets.doctor",

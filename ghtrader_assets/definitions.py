@@ -9,12 +9,13 @@ import dagster as dg
 from ghtrader_assets.defs.futures import DEFAULT_VARIETIES, build_futures_defs
 from ghtrader_assets.defs.ibkr import build_ibkr_defs
 from ghtrader_assets.defs.resources import questdb_from_env
+from ghtrader_assets.domain.symbols import parse_variety_list
 
 
 def configured_varieties() -> tuple[str, ...]:
-    """GHTRADER_VARIETIES (comma-separated, e.g. 'SHFE.cu,DCE.m'): the variety partitions."""
-    raw = os.environ.get("GHTRADER_VARIETIES", "")
-    return tuple(v.strip() for v in raw.split(",") if v.strip()) or DEFAULT_VARIETIES
+    """GHTRADER_VARIETIES (comma-separated, e.g. 'SHFE.cu,DCE.m', a variety optionally with its first
+    trading day: 'SHFE.cu:2016-01-04'): the variety partitions."""
+    return tuple(parse_variety_list(os.environ.get("GHTRADER_VARIETIES", ""))) or DEFAULT_VARIETIES
 
 
 @dg.definitions

@@ -18,6 +18,7 @@ from datetime import date
 import polars as pl
 
 from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 
 
@@ -29,5 +30,5 @@ def read_ticks(
         raise ValueError(f"kind must be one of {sorted(store.KINDS)}, not {kind!r}")
     store.check_symbol(symbol)
     with QuestDBClient(settings or QuestDBSettings.from_env()) as client:
-        calendar = store.read_calendar(client)
+        calendar = ledger.read_calendar(client)
         return store.read_ticks(client, symbol, calendar.between(start, end), calendar, kind)

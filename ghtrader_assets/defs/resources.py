@@ -8,7 +8,6 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import PrivateAttr
 
-from ghtrader_assets.io.futures_store import recover_restages
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 
 
@@ -44,8 +43,6 @@ class QuestDBResource(dg.ConfigurableResource):
         with QuestDBClient(self.settings()) as client:
             if not self._bootstrapped:
                 client.bootstrap()
-                for stage in recover_restages(client):
-                    dg.get_dagster_logger().warning("finished an interrupted partition rebuild: %s", stage)
                 self._bootstrapped = True
             yield client
 

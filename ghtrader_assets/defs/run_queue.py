@@ -10,20 +10,18 @@ import socket
 from collections.abc import Iterable, Mapping
 
 import dagster as dg
-from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
-from dagster._core.storage.dagster_run import DagsterRun
+from dagster import DagsterRun, QueuedRunCoordinator, SubmitRunContext
 
-VARIETY_TAG = "ghtrader/variety"
-PROVIDER_TAG = "ghtrader/provider"
+from ghtrader_assets.defs import names
+from ghtrader_assets.defs.names import HOST_TAG, PID_TAG, PROVIDER_TAG, VARIETY_TAG
+
 # The assets whose runs open a TqSdk session, and those partitioned by variety.
-TQSDK_ASSETS = frozenset({"trading_days", "main_schedule", "underlying_ticks"})
-VARIETY_ASSETS = frozenset({"main_schedule", "underlying_ticks", "main_l5", "day_index"})
-HOST_TAG = "ghtrader/host"
-PID_TAG = "ghtrader/pid"
+TQSDK_ASSETS = frozenset(k.to_user_string() for k in (names.TRADING_DAYS, names.MAIN_SCHEDULE, names.UNDERLYING_TICKS))
+VARIETY_ASSETS = frozenset(k.to_user_string() for k in (names.MAIN_SCHEDULE, *names.TICK_ASSETS, names.HISTORY_VERIFICATION))
 
-_PARTITION = "dagster/partition"
-_RANGE_START = "dagster/asset_partition_range_start"
-_RANGE_END = "dagster/asset_partition_range_end"
+_PARTITION = names.PARTITION_TAG
+_RANGE_START = names.RANGE_START_TAG
+_RANGE_END = names.RANGE_END_TAG
 
 
 def _variety_of(key: str) -> str:

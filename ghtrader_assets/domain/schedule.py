@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from ghtrader_assets.domain.calendar import CST
+from ghtrader_assets.domain.calendar import CST, CalendarError, TradingCalendar
 from ghtrader_assets.domain.symbols import main_symbol, parse_contract, parse_variety  # noqa: F401 - re-exported
+
 
 class ScheduleError(ValueError):
     """A schedule that cannot be built from the given input."""
@@ -57,6 +58,34 @@ def decidable_from(previous_trading_day: date, published_at: time) -> datetime:
     """When the vendor's table has the trading day after `previous_trading_day`: it publishes the next
     day's main contract that evening at `published_at` (Beijing); the day must also have opened."""
     return datetime.combine(previous_trading_day, published_at, CST)
+
+
+@dataclass(frozen=True)
+class ScheduleRules:
+    """When a day is decided, how far back the source is asked again, and which revisions need a confirmation."""
+
+    now: datetime | None = None  # None: every day is decidable (a backfill of the past)
+    published_at: time = time(20, 0)  # Beijing, on the previous trading day: the vendor's table has the day
+    night_open: time | None = time(21, 0)  # the variety's night open (None: no night session)
+    day_open: time = time(9, 0)
+    recheck_days: int = 10  # settled days asked again every run (all days for the continuous table)
+    confirm_older_than: int = 0  # revisions of days older than this many trading days need confirm; 0 = none
+    confirmed: bool = False
+
+    def decidable(self, calendar: TradingCalendar, day: date) -> bool:
+        """Whether the source can answer for `day` at `now`: the vendor has published it (`published_at` on
+        the previous trading day) and the day has opened (its night open, or its day open)."""
+        if self.now is None:
+            return True
+        try:
+            previous = calendar.previous_trading_day(day)
+        except CalendarError:
+            return True
+        if self.night_open is not None and calendar.has_night_session(day):
+            opens = datetime.combine(previous, self.night_open, CST)
+        else:
+            opens = datetime.combine(day, self.day_open, CST)
+        return self.now >= max(opens, decidable_from(previous, self.published_at))
 
 
 def diff_schedule(

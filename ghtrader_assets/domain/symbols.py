@@ -7,6 +7,7 @@ Every symbol that reaches SQL text or a path is checked here first.
 from __future__ import annotations
 
 import re
+from datetime import date
 
 EXCHANGES = ("SHFE", "DCE", "CZCE", "CFFEX", "INE", "GFEX")
 # Futures exchanges whose ticks carry five depth levels; the others publish level 1 only (PRD section 4
@@ -30,6 +31,23 @@ def parse_variety(variety: str) -> tuple[str, str]:
     if not m:
         raise SymbolError(f"not a futures variety of the form EXCHANGE.product (e.g. SHFE.cu): {variety!r}")
     return m.group(1), m.group(2)
+
+
+def parse_variety_list(text: str) -> dict[str, date | None]:
+    """GHTRADER_VARIETIES: 'SHFE.cu:2016-01-04,GFEX.si' -> {'SHFE.cu': date(2016, 1, 4), 'GFEX.si': None}.
+    A date is the first trading day the user wants for that variety (its window never starts before the
+    vendor lists it); without one the window starts where the vendor's history does."""
+    out: dict[str, date | None] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, start = item.partition(":")
+        parse_variety(name.strip())
+        try:
+            out[name.strip()] = date.fromisoformat(start.strip()) if start.strip() else None
+        except ValueError:
+            raise SymbolError(f"not a start date (YYYY-MM-DD) for {name.strip()}: {start.strip()!r}") from None
+    return out
 
 
 def parse_contract(contract: str) -> tuple[str, str, str]:

@@ -72,6 +72,24 @@ def hash_aggregates(hashes: pl.Series) -> dict[str, int]:
     }
 
 
+VALUE_SCALE = 1000.0  # value_checksum reads each value at this scale, truncated toward zero
+
+
+def value_checksum(values: np.ndarray) -> int:
+    """A checksum of the tick values themselves (row_hash is stored, so it cannot show a value changed later):
+    the wrapping int64 sum over rows and the 27 columns (in TICK_COLUMNS order, weighted 1..27) of each value
+    times 1000 truncated toward zero, non-finite or out-of-range values counting 0. QuestDB computes the same
+    in SQL with long arithmetic (see io.futures_store), so stored days can be re-counted exactly."""
+    if len(values) == 0:
+        return 0
+    scaled = np.asarray(values, dtype=np.float64) * VALUE_SCALE
+    ok = np.isfinite(scaled) & (np.abs(scaled) < 2.0**63)
+    ints = np.where(ok, np.trunc(np.where(ok, scaled, 0.0)), 0.0).astype(np.int64)
+    weights = np.arange(1, ints.shape[1] + 1, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        return int((ints * weights).view(np.uint64).sum(dtype=np.uint64).view(np.int64))
+
+
 def answer_hash(row_hashes: np.ndarray) -> int:
     """One int64 naming a provider answer for a (symbol, trading day): FNV-1a 64 over six little-endian
     words: the row count, then the wrapping sums (mod 2**64) of the row hashes, of their absolute values,

@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 from base64 import b64encode
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
 
 import polars as pl
@@ -28,6 +29,21 @@ class QuestDBError(RuntimeError):
 
 class InvalidIdentifierError(ValueError):
     """A table or column name that is not a plain identifier; no SQL is built from it."""
+
+
+def midnight(day: date) -> datetime:
+    """A date as QuestDB stores day-keyed timestamps: 00:00 UTC of the date (naive)."""
+    return datetime(day.year, day.month, day.day)
+
+
+def day_literal(day: date) -> str:
+    """A date as a SQL timestamp literal (00:00 UTC)."""
+    return f"'{day.isoformat()}T00:00:00.000000Z'"
+
+
+def ts_literal(ns: int) -> str:
+    """Epoch nanoseconds as an ISO UTC timestamp text (QuestDB timestamps hold microseconds)."""
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def identifier(name: str) -> str:

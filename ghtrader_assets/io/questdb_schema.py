@@ -121,6 +121,9 @@ MAIN_SCHEDULE = Table(
     partition_by="YEAR",
 )
 
+# The ledger of what is stored: one row per (symbol, trading day, kind) with the stored rows' stats and, for
+# main_l5, what the day was built for (contract, segment, schedule hash, session windows) and whether the
+# day had closed (`final`). Rows written before those columns existed have them null.
 SYMBOL_DAY_INDEX = Table(
     "ghtrader_symbol_day_index_v2",
     (
@@ -137,8 +140,64 @@ SYMBOL_DAY_INDEX = Table(
         ("row_hash_sum_abs", "LONG"),
         ("underlying_contract", "SYMBOL"),
         ("updated_at", "TIMESTAMP"),
+        ("segment_id", "INT"),
+        ("schedule_hash", "LONG"),
+        ("session_hash", "LONG"),
+        ("final", "BOOLEAN"),
+        ("value_sum", "LONG"),
     ),
     ("ts", "symbol", "ticks_kind"),
+    partition_by="YEAR",
+    optional=("segment_id", "schedule_hash", "session_hash", "final", "value_sum"),
+)
+
+# The latest re-count of each stored (symbol, trading day, kind) against its index row (upserted).
+DAY_VERIFICATIONS = Table(
+    "ghtrader_day_verifications_v2",
+    (
+        ("symbol", "SYMBOL"),
+        ("ts", "TIMESTAMP"),
+        ("ticks_kind", "SYMBOL"),
+        ("verified_at", "TIMESTAMP"),
+        ("ok", "BOOLEAN"),
+        ("detail", "VARCHAR"),
+    ),
+    ("ts", "symbol", "ticks_kind"),
+    partition_by="YEAR",
+)
+
+# One row per main_schedule run and variety (ts = when it ran): the variety's window (its first trading day,
+# from the vendor's listing or the user's start) and the schedule source. The latest row is the current one.
+VARIETY_WINDOWS = Table(
+    "ghtrader_variety_windows_v2",
+    (
+        ("variety", "SYMBOL"),
+        ("ts", "TIMESTAMP"),
+        ("first_day", "TIMESTAMP"),
+        ("window_source", "SYMBOL"),
+        ("schedule_source", "SYMBOL"),
+    ),
+    ("ts", "variety"),
+    partition_by="YEAR",
+)
+
+# Snapshot manifests (also written as JSON files): a variety complete through a day, with digests.
+MANIFESTS = Table(
+    "ghtrader_manifests_v2",
+    (
+        ("variety", "SYMBOL"),
+        ("ts", "TIMESTAMP"),
+        ("first_day", "TIMESTAMP"),
+        ("through", "TIMESTAMP"),
+        ("days_complete", "INT"),
+        ("no_data_days", "INT"),
+        ("rows_total", "LONG"),
+        ("index_digest", "VARCHAR"),
+        ("schedule_digest", "VARCHAR"),
+        ("version", "VARCHAR"),
+        ("path", "VARCHAR"),
+    ),
+    ("ts", "variety"),
     partition_by="YEAR",
 )
 
@@ -169,4 +228,7 @@ ALL_TABLES: tuple[Table, ...] = (
     MAIN_L5_TICKS,
     SYMBOL_DAY_INDEX,
     NO_DATA_DAYS,
+    DAY_VERIFICATIONS,
+    VARIETY_WINDOWS,
+    MANIFESTS,
 )

@@ -82,7 +82,7 @@ def materialize_ticks(defs: dg.Definitions, instance: dg.DagsterInstance, variet
 
 def run_futures_demo(instance: dg.DagsterInstance) -> bool:
     from ghtrader_assets.definitions import defs as load_defs
-    from ghtrader_assets.io import futures_store as store
+    from ghtrader_assets.io import ledger_store as ledger
     from ghtrader_assets.sim.tq import MarketConfig, TqSimServer
 
     cfg = MarketConfig(seed=1, start=DEMO_START, end=DEMO_END, varieties=("SHFE.cu", "SHFE.rb", "DCE.m", "CFFEX.IF"))
@@ -105,8 +105,8 @@ def run_futures_demo(instance: dg.DagsterInstance) -> bool:
         print("\nFutures chain summary")
         print(f"  {'variety':9} {'days':>5} {'main_l5 rows':>13} {'segments':>9} {'no-data days':>13}  rolls")
         for variety in DEMO_VARIETIES:
-            rows = [r for r in store.read_schedule(qdb, variety) if DEMO_START <= r.trading_day <= DEMO_END]
-            index = store.read_index(qdb, f"KQ.m@{variety}", DEMO_START, DEMO_END, "main_l5")
+            rows = [r for r in ledger.read_schedule(qdb, variety) if DEMO_START <= r.trading_day <= DEMO_END]
+            index = ledger.read_index(qdb, f"KQ.m@{variety}", DEMO_START, DEMO_END, "main_l5")
             no_data = int((index["rows_total"] == 0).sum()) if index.height else 0
             rolls = [(r.trading_day, r.main_contract) for i, r in enumerate(rows) if i == 0 or rows[i - 1].main_contract != r.main_contract]
             print(f"  {variety:9} {index.height:>5} {int(index['rows_total'].sum() or 0):>13,} {len(rolls):>9} {no_data:>13}  "

@@ -22,6 +22,7 @@ from ghtrader_assets.domain.calendar import CST
 from ghtrader_assets.domain.symbols import main_symbol
 from ghtrader_assets.domain.ticks import TICK_COLUMNS
 from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.sim.tq import Faults, MarketConfig, SimMarket, TqSimServer
 from ghtrader_assets_tests.reliability._chain import Chain, failure_message, materializations, questdb_resource
@@ -60,8 +61,8 @@ def chain(questdb_settings: QuestDBSettings) -> Iterator[Chain]:
 
 
 def stored(qdb: QuestDBClient, table: store.Table, symbol: str, day: date) -> pl.DataFrame:
-    bounds = store.read_calendar(qdb).bounds_ns(day)
-    return qdb.export(f"SELECT * FROM {table.name} WHERE {store._day_filter(symbol, day, bounds)} ORDER BY ts, seq")
+    bounds = ledger.read_calendar(qdb).bounds_ns(day)
+    return qdb.export(f"SELECT * FROM {table.name} WHERE {store.day_filter(symbol, day, bounds)} ORDER BY ts, seq")
 
 
 def same_values(got: pl.DataFrame, want: pl.DataFrame, columns: list[str]) -> bool:
@@ -112,7 +113,7 @@ def test_a_night_to_0230_keeps_friday_nights_after_midnight_with_monday(chain: C
 
 
 def test_ine_keeps_five_levels_and_a_day_served_with_one_is_reported(chain: Chain, qdb: QuestDBClient) -> None:
-    index = store.read_index(qdb, "KQ.m@INE.sc", START, END, "main_l5")
+    index = ledger.read_index(qdb, "KQ.m@INE.sc", START, END, "main_l5")
     by_day = dict(zip(index["ts"].dt.date().to_list(), index["l5_present"].to_list()))
     assert by_day == {d: d != THIN_DAY for d in chain.days}
     raw = stored(qdb, store.RAW_TICKS, chain.market.main_contract("INE.sc", START), START)

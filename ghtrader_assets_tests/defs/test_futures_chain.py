@@ -16,6 +16,8 @@ from ghtrader_assets.defs.resources import QuestDBResource
 from ghtrader_assets.domain.symbols import SymbolError
 from ghtrader_assets.domain.ticks import L2_TO_L5_PRICE_COLUMNS
 from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io import questdb_schema as schema
+from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.reader import read_ticks
 from ghtrader_assets.sim.tq import Faults, SimMarket, TqSimServer
@@ -77,7 +79,7 @@ def test_partitions_are_exactly_the_trading_days(chain: ChainRun) -> None:
 
 def test_schedule_segments_equal_the_simulator_rolls(chain: ChainRun) -> None:
     for variety in VARIETIES:
-        rows = store.read_schedule(chain.qdb, variety)
+        rows = ledger.read_schedule(chain.qdb, variety)
         assert [r.trading_day for r in rows] == chain.days
         assert [(r.trading_day, r.main_contract) for r in rows] == [(d, chain.market.main_contract(variety, d)) for d in chain.days]
         segments = []
@@ -89,7 +91,7 @@ def test_schedule_segments_equal_the_simulator_rolls(chain: ChainRun) -> None:
 
 
 def test_main_l5_equals_the_scheduled_contract_day_by_day(chain: ChainRun) -> None:
-    index = store.read_index(chain.qdb, "KQ.m@SHFE.cu", chain.days[0], chain.days[-1], "main_l5")
+    index = ledger.read_index(chain.qdb, "KQ.m@SHFE.cu", chain.days[0], chain.days[-1], "main_l5")
     by_day = {ts.date(): row for ts, row in zip(index["ts"], index.iter_rows(named=True))}
     rolls = {d for d, _ in chain.market.roll_days("SHFE.cu")}
     assert rolls <= set(by_day)
@@ -136,11 +138,11 @@ def test_a_range_backfill_materializes_every_partition_exactly_once(chain: Chain
 
 def test_rematerializing_a_partition_changes_nothing(chain: ChainRun) -> None:
     roll = chain.market.roll_days("SHFE.cu")[1][0]
-    before = store.read_index(chain.qdb, "KQ.m@SHFE.cu", roll, roll, "main_l5").drop("updated_at")
+    before = ledger.read_index(chain.qdb, "KQ.m@SHFE.cu", roll, roll, "main_l5").drop("updated_at")
     total = chain.qdb.scalar("SELECT count() FROM ghtrader_ticks_main_l5_v2 WHERE symbol = 'KQ.m@SHFE.cu'")
     assert chain.backfill("SHFE.cu", roll, roll).success
-    chain.qdb.wait_for_wal(store.SYMBOL_DAY_INDEX)
-    assert store.read_index(chain.qdb, "KQ.m@SHFE.cu", roll, roll, "main_l5").drop("updated_at").equals(before)
+    chain.qdb.wait_for_wal(schema.SYMBOL_DAY_INDEX)
+    assert ledger.read_index(chain.qdb, "KQ.m@SHFE.cu", roll, roll, "main_l5").drop("updated_at").equals(before)
     assert chain.qdb.scalar("SELECT count() FROM ghtrader_ticks_main_l5_v2 WHERE symbol = 'KQ.m@SHFE.cu'") == total
 
 
@@ -149,23 +151,23 @@ def test_each_asset_subset_rebuilds_from_what_is_stored(chain: ChainRun) -> None
     still holds both the raw and the main series' rows, and they equal a full run's."""
     day = chain.days[5]
     key = f"{day}|SHFE.cu"
-    before = {kind: store.read_index(chain.qdb, symbol, day, day, kind).drop("updated_at")
+    before = {kind: ledger.read_index(chain.qdb, symbol, day, day, kind).drop("updated_at")
               for symbol, kind in ((chain.market.main_contract("SHFE.cu", day), "raw"), ("KQ.m@SHFE.cu", "main_l5"))}
     for selection in (["main_l5", "day_index"], ["day_index"]):
         result = chain.materialize(selection, partition_key=key)
         assert result.success, selection
         for (symbol, kind), frame in zip(((chain.market.main_contract("SHFE.cu", day), "raw"), ("KQ.m@SHFE.cu", "main_l5")),
                                          before.values()):
-            assert store.read_index(chain.qdb, symbol, day, day, kind).drop("updated_at").equals(frame), (selection, kind)
+            assert ledger.read_index(chain.qdb, symbol, day, day, kind).drop("updated_at").equals(frame), (selection, kind)
 
 
 def test_level_one_variety_has_empty_depth_levels(chain: ChainRun) -> None:
-    index = store.read_index(chain.qdb, "KQ.m@DCE.m", chain.days[0], chain.days[19], "main_l5")
+    index = ledger.read_index(chain.qdb, "KQ.m@DCE.m", chain.days[0], chain.days[19], "main_l5")
     assert index.height == 20 and not any(index["l5_present"])
     frame = read_ticks("KQ.m@DCE.m", chain.days[0], chain.days[0], settings=chain.qdb.settings)
     assert frame.height > 0 and frame.select(L2_TO_L5_PRICE_COLUMNS).null_count().sum_horizontal().item() + \
         frame.select([pl.col(c).is_nan().sum() for c in L2_TO_L5_PRICE_COLUMNS]).sum_horizontal().item() == frame.height * 8
-    shfe = store.read_index(chain.qdb, "KQ.m@SHFE.cu", chain.days[0], chain.days[0], "main_l5")
+    shfe = ledger.read_index(chain.qdb, "KQ.m@SHFE.cu", chain.days[0], chain.days[0], "main_l5")
     assert shfe["l5_present"].to_list() == [True]
 
 
@@ -187,7 +189,7 @@ def test_a_failed_download_is_reported_and_fills_on_a_later_run(chain: ChainRun,
     assert f"{days[0]}|DCE.m" in materializations(result, "main_l5")
     assert chain.backfill("DCE.m", days[0], days[-1]).success
     for day in days:
-        stats = store.read_index(chain.qdb, "KQ.m@DCE.m", day, day, "main_l5")
+        stats = ledger.read_index(chain.qdb, "KQ.m@DCE.m", day, day, "main_l5")
         assert stats["rows_total"].to_list() == [truth_stats(chain.market, chain.market.main_contract("DCE.m", day), day)["rows_total"]]
 
 
@@ -198,9 +200,9 @@ def test_a_provider_empty_day_is_recorded_and_stays_retriable(chain: ChainRun, t
     result = chain.backfill("DCE.m", day, day, srv=empty)
     assert result.success
     assert materializations(result, "underlying_ticks")[f"{day}|DCE.m"]["no_data"] is True
-    assert (contract, day) in store.open_no_data_days(chain.qdb, contract)
+    assert (contract, day) in ledger.open_no_data_days(chain.qdb, contract)
     assert chain.backfill("DCE.m", day, day).success
-    assert (contract, day) not in store.open_no_data_days(chain.qdb, contract)
+    assert (contract, day) not in ledger.open_no_data_days(chain.qdb, contract)
 
 
 def test_unknown_varieties_are_refused_clearly(chain: ChainRun) -> None:

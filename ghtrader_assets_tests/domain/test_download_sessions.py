@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from ghtrader_assets.futures_chain import _Downloader
+from ghtrader_assets.futures.pipeline import _Downloader
 
 
 class CountingSession:

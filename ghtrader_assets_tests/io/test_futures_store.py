@@ -1,4 +1,4 @@
-"""Exact day replacement in QuestDB: no duplicates, no stale rows, crash-safe partition rebuilds."""
+"""Exact day replacement in QuestDB: no duplicates, no stale rows."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ghtrader_assets.domain.ticks import TICK_COLUMNS, with_row_hash, with_seq
 from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io.questdb import QuestDBClient
 from ghtrader_assets.io.questdb_schema import RAW_TICKS
+from ghtrader_assets_tests.store_days import materialize_main_l5, replace_raw_day
 
 FIRST, LAST = date(2025, 3, 1), date(2025, 3, 31)
 CAL = TradingCalendar.from_flags((FIRST + timedelta(i), (FIRST + timedelta(i)).weekday() < 5) for i in range(31))
@@ -31,23 +32,23 @@ def frame(contract: str, day: date, n: int, price: float) -> pl.DataFrame:
 
 def stored(qdb: QuestDBClient, table, symbol: str, day: date) -> dict:
     qdb.wait_for_wal(table)
-    return store.day_stats(qdb, table, symbol, day, CAL.bounds_ns(day))
+    return store.day_stats(qdb, table, symbol, day, CAL.bounds_ns(day)).as_dict()
 
 
 def test_a_shorter_provider_answer_leaves_no_stale_rows(qdb: QuestDBClient) -> None:
     qdb.bootstrap()
     bounds = CAL.bounds_ns(DAY)
     neighbour = frame("SHFE.zn2505", CAL.next_trading_day(DAY), 50, 1.0)
-    store.replace_raw_day(qdb, "SHFE.zn2505", CAL.next_trading_day(DAY), CAL.bounds_ns(CAL.next_trading_day(DAY)), neighbour)
-    store.replace_raw_day(qdb, "SHFE.zn2505", DAY, bounds, frame("SHFE.zn2505", DAY, 300, 100.0))
-    store.replace_raw_day(qdb, "SHFE.zn2505", DAY, bounds, frame("SHFE.zn2505", DAY, 300, 100.0))
+    replace_raw_day(qdb, "SHFE.zn2505", CAL.next_trading_day(DAY), CAL.bounds_ns(CAL.next_trading_day(DAY)), neighbour)
+    replace_raw_day(qdb, "SHFE.zn2505", DAY, bounds, frame("SHFE.zn2505", DAY, 300, 100.0))
+    replace_raw_day(qdb, "SHFE.zn2505", DAY, bounds, frame("SHFE.zn2505", DAY, 300, 100.0))
     assert stored(qdb, RAW_TICKS, "SHFE.zn2505", DAY)["rows_total"] == 300
     newer = frame("SHFE.zn2505", DAY, 120, 200.0)
-    store.replace_raw_day(qdb, "SHFE.zn2505", DAY, bounds, newer)
-    assert stored(qdb, RAW_TICKS, "SHFE.zn2505", DAY) == store.frame_stats(newer)
+    replace_raw_day(qdb, "SHFE.zn2505", DAY, bounds, newer)
+    assert stored(qdb, RAW_TICKS, "SHFE.zn2505", DAY) == store.frame_stats(newer).as_dict()
     # the rebuild kept everything else in the touched partitions
     nb_day = CAL.next_trading_day(DAY)
-    assert stored(qdb, RAW_TICKS, "SHFE.zn2505", nb_day) == store.frame_stats(neighbour)
+    assert stored(qdb, RAW_TICKS, "SHFE.zn2505", nb_day) == store.frame_stats(neighbour).as_dict()
     assert not [n for n in qdb.query("SELECT table_name FROM tables()")["table_name"] if "__restage_" in n]
 
 
@@ -55,32 +56,14 @@ def test_main_l5_follows_a_changed_schedule_without_stale_rows(qdb: QuestDBClien
     qdb.bootstrap()
     bounds = CAL.bounds_ns(DAY)
     a, b = frame("SHFE.zn2504", DAY, 200, 10.0), frame("SHFE.zn2505", DAY, 150, 20.0)
-    store.replace_raw_day(qdb, "SHFE.zn2504", DAY, bounds, a)
-    store.replace_raw_day(qdb, "SHFE.zn2505", DAY, bounds, b)
+    replace_raw_day(qdb, "SHFE.zn2504", DAY, bounds, a)
+    replace_raw_day(qdb, "SHFE.zn2505", DAY, bounds, b)
     row_a = build_schedule(VARIETY, {DAY: "SHFE.zn2504"})[0]
     row_b = build_schedule(VARIETY, {DAY: "SHFE.zn2505"})[0]
-    assert store.materialize_main_l5(qdb, VARIETY, DAY, bounds, row_a) == 200
-    assert store.materialize_main_l5(qdb, VARIETY, DAY, bounds, row_a) == 200  # idempotent
-    assert store.materialize_main_l5(qdb, VARIETY, DAY, bounds, row_b) == 150
+    assert materialize_main_l5(qdb, VARIETY, DAY, bounds, row_a) == 200
+    assert materialize_main_l5(qdb, VARIETY, DAY, bounds, row_a) == 200  # idempotent
+    assert materialize_main_l5(qdb, VARIETY, DAY, bounds, row_b) == 150
     got = store.read_ticks(qdb, "KQ.m@SHFE.zn", [DAY], CAL, "main_l5")
     assert set(got["underlying_contract"]) == {"SHFE.zn2505"}
     assert got["row_hash"].to_list() == b["row_hash"].to_list()
     assert set(got["schedule_hash"]) == {row_b.schedule_hash}
-
-
-def test_an_interrupted_rebuild_is_finished_without_loss(qdb: QuestDBClient) -> None:
-    qdb.bootstrap()
-    day = date(2025, 3, 18)
-    bounds = CAL.bounds_ns(day)
-    keep = frame("SHFE.zn2506", day, 80, 5.0)
-    store.replace_raw_day(qdb, "SHFE.zn2506", day, bounds, keep)
-    lo, hi = store._partition_span(bounds)
-    stage = f"{RAW_TICKS.name}__restage_{lo.replace('-', '')}_{hi.replace('-', '')}"
-    # a crash right after the partitions were dropped: only the staging copy holds the rows
-    qdb.execute(f"CREATE TABLE {stage} AS (SELECT * FROM {RAW_TICKS.name} WHERE ts >= '{lo}' AND ts < '{hi}') "
-                "TIMESTAMP(ts) PARTITION BY DAY BYPASS WAL")
-    qdb.execute(f"ALTER TABLE {RAW_TICKS.name} DROP PARTITION WHERE ts >= '{lo}' AND ts < '{hi}'")
-    qdb.wait_for_wal(RAW_TICKS)
-    assert stored(qdb, RAW_TICKS, "SHFE.zn2506", day)["rows_total"] == 0
-    assert store.recover_restages(qdb) == [stage]
-    assert stored(qdb, RAW_TICKS, "SHFE.zn2506", day) == store.frame_stats(keep)

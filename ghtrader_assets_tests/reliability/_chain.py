@@ -13,6 +13,8 @@ from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResourc
 from ghtrader_assets.defs.resources import QuestDBResource
 from ghtrader_assets.domain.schedule import main_symbol
 from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io import questdb_schema as schema
+from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.sim.tq import SimMarket, TqSimServer
 from ghtrader_assets_tests.fixtures.tq_sim import tq_env
@@ -88,9 +90,9 @@ def assert_stored_equals_truth(qdb: QuestDBClient, market: SimMarket, variety: s
     nothing duplicated), and the day index agrees. Returns the number of stored rows compared."""
     qdb.wait_for_wal(store.RAW_TICKS)
     qdb.wait_for_wal(store.MAIN_L5_TICKS)
-    qdb.wait_for_wal(store.SYMBOL_DAY_INDEX)
-    calendar = store.read_calendar(qdb)
-    index = store.read_index(qdb, main_symbol(variety), days[0], days[-1], "main_l5")
+    qdb.wait_for_wal(schema.SYMBOL_DAY_INDEX)
+    calendar = ledger.read_calendar(qdb)
+    index = ledger.read_index(qdb, main_symbol(variety), days[0], days[-1], "main_l5")
     by_day = {ts.date(): row for ts, row in zip(index["ts"], index.iter_rows(named=True))}
     compared = 0
     for day in days:
@@ -98,10 +100,10 @@ def assert_stored_equals_truth(qdb: QuestDBClient, market: SimMarket, variety: s
         bounds = calendar.bounds_ns(day)
         for table, symbol, kind in ((store.RAW_TICKS, contract, "raw"), (store.MAIN_L5_TICKS, main_symbol(variety), "main_l5")):
             truth = truth_stats(market, contract, day, kind)
-            got = store.day_stats(qdb, table, symbol, day, bounds)
+            got = store.day_stats(qdb, table, symbol, day, bounds).as_dict()
             assert {k: got[k] for k in truth} == truth, (table.name, symbol, day)
             # no duplicated key either (a duplicate with another hash would still change the sums)
-            keys = qdb.export(f"SELECT datetime_ns, seq FROM {table.name} WHERE {store._day_filter(symbol, day, bounds)}")
+            keys = qdb.export(f"SELECT datetime_ns, seq FROM {table.name} WHERE {store.day_filter(symbol, day, bounds)}")
             assert keys.height == truth["rows_total"] and not keys.is_duplicated().any(), (table.name, symbol, day)
             compared += got["rows_total"]
         assert day in by_day, f"no day index row for {variety} {day}"

@@ -27,6 +27,7 @@ from ghtrader_assets.domain.calendar import CST, TradingCalendar
 from ghtrader_assets.domain.schedule import build_schedule
 from ghtrader_assets.domain.ticks import TICK_COLUMNS, with_row_hash, with_seq
 from ghtrader_assets.io import futures_store as store
+from ghtrader_assets_tests.store_days import materialize_main_l5, replace_raw_day
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.io.questdb_schema import MAIN_L5_TICKS, RAW_TICKS
 
@@ -56,7 +57,7 @@ def settings(args: dict) -> QuestDBSettings:
 
 
 def expected(frame: pl.DataFrame) -> dict:
-    stats = store.frame_stats(frame)
+    stats = store.frame_stats(frame).as_dict()
     return {k: stats[k] for k in ("rows_total", "row_hash_sum", "row_hash_sum_abs", "row_hash_min", "row_hash_max")}
 
 
@@ -71,14 +72,14 @@ def rewriter(args: dict) -> dict:
                 for j, contract in enumerate(contracts):
                     n = args["long"] if (r + j) % 2 == 0 else args["short"]
                     frame = tick_frame(contract, day, n, variant=r)
-                    store.replace_raw_day(qdb, contract, day, CAL.bounds_ns(day), frame)
+                    replace_raw_day(qdb, contract, day, CAL.bounds_ns(day), frame)
                     last_raw[(contract, day)] = expected(frame)
                     state[f"raw|{contract}|{day}"] = last_raw[(contract, day)]
                     rewrites += 1
             for day in days:
                 contract = contracts[r % 2]
                 row = build_schedule(variety, {day: contract})[0]
-                store.materialize_main_l5(qdb, variety, day, CAL.bounds_ns(day), row)
+                materialize_main_l5(qdb, variety, day, CAL.bounds_ns(day), row)
                 state[f"main_l5|KQ.m@{variety}|{day}"] = last_raw[(contract, day)]
                 rewrites += 1
         for contract in contracts:
@@ -94,7 +95,7 @@ def writer(args: dict) -> dict:
             for d in args["days"]:
                 day = date.fromisoformat(d)
                 frame = tick_frame(contract, day, args["n"], variant=0)
-                store.replace_raw_day(qdb, contract, day, CAL.bounds_ns(day), frame)
+                replace_raw_day(qdb, contract, day, CAL.bounds_ns(day), frame)
                 state[f"raw|{contract}|{day}"] = expected(frame)
                 time.sleep(args.get("pause_s", 0.0))
     return {"state": state}
@@ -150,10 +151,10 @@ def pause(args: dict) -> dict:
     with QuestDBClient(settings(args)) as qdb:
         if point == "after_insert":
             row = build_schedule(args["variety"], {day: args["contract"]})[0]
-            store.materialize_main_l5(qdb, args["variety"], day, CAL.bounds_ns(day), row)
+            materialize_main_l5(qdb, args["variety"], day, CAL.bounds_ns(day), row)
         else:
             frame = tick_frame(args["contract"], day, args["n"], variant=args["variant"])
-            store.replace_raw_day(qdb, args["contract"], day, CAL.bounds_ns(day), frame)
+            replace_raw_day(qdb, args["contract"], day, CAL.bounds_ns(day), frame)
     return {"paused": None}
 
 

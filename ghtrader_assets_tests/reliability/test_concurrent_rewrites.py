@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ghtrader_assets.io import futures_store as store
+from ghtrader_assets_tests.store_days import materialize_main_l5, replace_raw_day
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.io.questdb_schema import MAIN_L5_TICKS, RAW_TICKS
 from ghtrader_assets_tests.reliability.rewrite_worker import CAL, expected, tick_frame
@@ -46,7 +47,7 @@ def result_of(proc: subprocess.Popen, timeout: float = 300) -> dict:
 def stored(qdb: QuestDBClient, kind: str, symbol: str, day: str) -> dict:
     table = RAW_TICKS if kind == "raw" else MAIN_L5_TICKS
     d = date.fromisoformat(day)
-    return {k: v for k, v in store.day_stats(qdb, table, symbol, d, CAL.bounds_ns(d)).items()
+    return {k: v for k, v in store.day_stats(qdb, table, symbol, d, CAL.bounds_ns(d)).as_dict().items()
             if k in ("rows_total", "row_hash_sum", "row_hash_sum_abs", "row_hash_min", "row_hash_max")}
 
 
@@ -56,7 +57,7 @@ def seed(qdb: QuestDBClient, contracts: list[str]) -> dict[str, dict]:
         for d in DAYS:
             day = date.fromisoformat(d)
             frame = tick_frame(contract, day, 400, variant=7)
-            store.replace_raw_day(qdb, contract, day, CAL.bounds_ns(day), frame)
+            replace_raw_day(qdb, contract, day, CAL.bounds_ns(day), frame)
             state[f"raw|{contract}|{d}"] = expected(frame)
     return state
 
@@ -117,8 +118,8 @@ def test_a_rewrite_killed_inside_is_finished_by_the_rerun(point: str, qdb: Quest
     # Before: both contracts stored, main_l5 following the old one; a bystander in the same partitions.
     want = seed(qdb, [f"GFEX.si25{ord(point[6]) % 12 + 1:02d}"])
     for contract in (old, new):
-        store.replace_raw_day(qdb, contract, d, CAL.bounds_ns(d), tick_frame(contract, d, 900, variant=1))
-    store.materialize_main_l5(qdb, variety, d, CAL.bounds_ns(d), build_schedule(variety, {d: old})[0])
+        replace_raw_day(qdb, contract, d, CAL.bounds_ns(d), tick_frame(contract, d, 900, variant=1))
+    materialize_main_l5(qdb, variety, d, CAL.bounds_ns(d), build_schedule(variety, {d: old})[0])
 
     args = {"role": "pause", "pause_at": point, "variety": variety, "day": day, "n": 500, "variant": 2,
             "contract": new if point == "after_insert" else old}
@@ -135,14 +136,14 @@ def test_a_rewrite_killed_inside_is_finished_by_the_rerun(point: str, qdb: Quest
     time.sleep(0.5)
     if point == "after_insert":
         row = build_schedule(variety, {d: new})[0]
-        assert store.materialize_main_l5(qdb, variety, d, CAL.bounds_ns(d), row) == 900
+        assert materialize_main_l5(qdb, variety, d, CAL.bounds_ns(d), row) == 900
         want[f"main_l5|KQ.m@{variety}|{day}"] = expected(tick_frame(new, d, 900, variant=1))
     else:
         frame = tick_frame(old, d, 500, variant=2)
-        store.replace_raw_day(qdb, old, d, CAL.bounds_ns(d), frame)
+        replace_raw_day(qdb, old, d, CAL.bounds_ns(d), frame)
         want[f"raw|{old}|{day}"] = expected(frame)
         # main_l5 still follows the old contract's previous answer until it is rebuilt; rebuild it.
-        store.materialize_main_l5(qdb, variety, d, CAL.bounds_ns(d), build_schedule(variety, {d: old})[0])
+        materialize_main_l5(qdb, variety, d, CAL.bounds_ns(d), build_schedule(variety, {d: old})[0])
         want[f"main_l5|KQ.m@{variety}|{day}"] = expected(frame)
     want[f"raw|{new}|{day}"] = expected(tick_frame(new, d, 900, variant=1))
     want.update(result_of(other)["state"])

@@ -16,6 +16,7 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 
 from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.sim.tq import Faults, TqSimServer
 from ghtrader_assets_tests.reliability._chain import (
@@ -45,7 +46,7 @@ def driver_args(settings: QuestDBSettings, srv: TqSimServer, first, last, **extr
 
 def index_days(qdb: QuestDBClient, variety: str, days) -> int:
     try:
-        return store.read_index(qdb, f"KQ.m@{variety}", days[0], days[-1], "main_l5").height
+        return ledger.read_index(qdb, f"KQ.m@{variety}", days[0], days[-1], "main_l5").height
     except Exception:  # noqa: BLE001 - the table may not exist yet
         return 0
 

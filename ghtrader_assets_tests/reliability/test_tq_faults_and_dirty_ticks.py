@@ -18,6 +18,7 @@ from ghtrader_assets.defs.futures.resources import TqSdkResource
 from ghtrader_assets.domain.symbols import main_symbol
 from ghtrader_assets.domain.ticks import TICK_COLUMNS
 from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.sim.tq import Faults, TqSimServer
 from ghtrader_assets_tests.reliability._chain import (
@@ -72,7 +73,7 @@ def test_tq_drop_or_stall_mid_download_is_retried_on_a_fresh_session(
 
 def stored_day(qdb: QuestDBClient, table: str, symbol: str, day, bounds) -> pl.DataFrame:
     """The stored rows of one (symbol, day), in time order."""
-    return qdb.export(f"SELECT * FROM {table} WHERE {store._day_filter(symbol, day, bounds)} ORDER BY ts, seq")
+    return qdb.export(f"SELECT * FROM {table} WHERE {store.day_filter(symbol, day, bounds)} ORDER BY ts, seq")
 
 
 def assert_same_values(got: pl.DataFrame, want: pl.DataFrame, columns: list[str]) -> None:
@@ -104,7 +105,7 @@ def test_a_dirty_answer_is_stored_as_served_flagged_and_main_l5_holds_the_real_t
         "ticks_out_of_order": len(dirt["swaps"]), "ticks_kept": served["real"].sum()}
     assert meta["rows"] == served.height  # raw: the answer as served
     assert "raw keeps them, flagged" in caplog.text
-    bounds = store.read_calendar(qdb).bounds_ns(day)
+    bounds = ledger.read_calendar(qdb).bounds_ns(day)
     raw = stored_day(qdb, store.RAW_TICKS.name, contract, day, bounds)
     want = served.sort("datetime_ns", "seq").with_columns(pl.col("injected").fill_null("ok").alias("flag"))
     assert_same_values(raw, want, ["datetime_ns", "seq", *TICK_COLUMNS, "flag"])

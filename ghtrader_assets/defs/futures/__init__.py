@@ -7,40 +7,30 @@ import os
 import dagster as dg
 
 from ghtrader_assets.defs.futures.assets import build_futures_assets
-from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
-from ghtrader_assets.defs.futures.sensors import JOBS, build_daily_update_sensor
+from ghtrader_assets.defs.futures.ledger_assets import build_ledger_assets
+from ghtrader_assets.defs.futures.resources import SETTINGS_ENV, FuturesSettings, TqSdkResource
+from ghtrader_assets.defs.futures.schedules import DEFAULT_VERIFY_CRON, VERIFY_JOB, build_verification_schedule
+from ghtrader_assets.defs.futures.sensors import JOBS, build_daily_update_sensor, build_gap_fill_sensor
 
 DEFAULT_VARIETIES = ("SHFE.cu", "SHFE.rb", "DCE.m", "CFFEX.IF")
 
 
-# Settings added later: wired only when set, so an older .env keeps working with the defaults.
-_OPTIONAL = {
-    "schedule_published_at": ("GHTRADER_SCHEDULE_PUBLISHED_AT", dg.EnvVar),
-    "schedule_recheck_days": ("GHTRADER_SCHEDULE_RECHECK_DAYS", dg.EnvVar.int),
-    "confirm_revisions_older_than": ("GHTRADER_CONFIRM_REVISIONS_OLDER_THAN", dg.EnvVar.int),
-    "no_data_max_retries": ("GHTRADER_NO_DATA_MAX_RETRIES", dg.EnvVar.int),
-    "session_history_file": ("GHTRADER_SESSION_HISTORY", dg.EnvVar),
-}
-
-
-def _optional_settings() -> dict:
-    return {field: make(name) for field, (name, make) in _OPTIONAL.items() if os.environ.get(name)}
+def settings_from_environment() -> FuturesSettings:
+    """FuturesSettings with each variable of SETTINGS_ENV that is set (not blank) wired as a dg.EnvVar (the UI
+    shows the variable's name; Dagster resolves it when a run starts); the others keep their defaults."""
+    ints = {name for name, field in FuturesSettings.model_fields.items() if field.annotation in (int, "int")}
+    return FuturesSettings(**{field: dg.EnvVar.int(var) if field in ints else dg.EnvVar(var)
+                              for field, var in SETTINGS_ENV.items() if os.environ.get(var, "").strip()})
 
 
 def build_futures_defs(varieties: tuple[str, ...] = DEFAULT_VARIETIES) -> dg.Definitions:
     return dg.Definitions(
-        assets=build_futures_assets(varieties),
-        sensors=[build_daily_update_sensor(varieties)],
-        jobs=JOBS,
+        assets=[*build_futures_assets(varieties), *build_ledger_assets(varieties)],
+        sensors=[build_daily_update_sensor(varieties), build_gap_fill_sensor(varieties)],
+        schedules=[build_verification_schedule(varieties, os.environ.get("GHTRADER_VERIFY_CRON") or DEFAULT_VERIFY_CRON)],
+        jobs=[*JOBS, VERIFY_JOB],
         resources={
             "tqsdk": TqSdkResource(user=dg.EnvVar("TQSDK_USER"), password=dg.EnvVar("TQSDK_PASSWORD")),
-            "futures": FuturesSettings(
-                start_date=dg.EnvVar("GHTRADER_START_DATE"),
-                now=dg.EnvVar("GHTRADER_NOW"),
-                schedule_source=dg.EnvVar("GHTRADER_SCHEDULE_SOURCE"),
-                daily_update_time=dg.EnvVar("GHTRADER_DAILY_UPDATE_TIME"),
-                lookback_days=dg.EnvVar.int("GHTRADER_LOOKBACK_DAYS"),
-                **_optional_settings(),
-            ),
+            "futures": settings_from_environment(),
         },
     )

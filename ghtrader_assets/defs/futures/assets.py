@@ -8,24 +8,22 @@ from datetime import date
 
 import dagster as dg
 
-from ghtrader_assets import futures_chain as chain
+from ghtrader_assets.defs import names
+from ghtrader_assets.defs.futures.ledger_checks import matches_schedule_evaluation
 from ghtrader_assets.defs.futures.partitions import TRADING_DAY, VarietyDay, variety_day_partitions, variety_partitions
 from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
-from ghtrader_assets.defs.futures.staleness import stale_partitions
 from ghtrader_assets.defs.resources import QuestDBResource
 from ghtrader_assets.defs.run_queue import claim_run_limits
+from ghtrader_assets.domain.ledger import DayStats
 from ghtrader_assets.domain.schedule import roll_days
 from ghtrader_assets.domain.session_evidence import find_evidence, suggested_changes
-from ghtrader_assets.domain.session_history import SessionHistory
 from ghtrader_assets.domain.symbols import expected_depth, main_symbol
-from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.futures import calendar as calendar_step
+from ghtrader_assets.futures import ledger as ledger_step
+from ghtrader_assets.futures import pipeline
+from ghtrader_assets.futures import schedule as schedule_step
+from ghtrader_assets.io import ledger_store as ledger
 
-UNDERLYING_TICKS = dg.AssetKey("underlying_ticks")
-MAIN_L5 = dg.AssetKey("main_l5")
-DAY_INDEX = dg.AssetKey("day_index")
-INDEX_CHECK = "index_matches_stored"
-DEPTH_CHECK = "depth_as_expected"
-SESSION_CHECK = "sessions_explain_ticks"
 PROGRESS_EVERY_S = 10.0  # at most one progress line per interval in a range run (failures: always)
 
 
@@ -37,7 +35,7 @@ class ScheduleConfig(dg.Config):
 def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition]:
     day_parts = variety_day_partitions(varieties)
 
-    @dg.asset(group_name="futures", kinds={"tqsdk", "questdb"})
+    @dg.asset(key=names.TRADING_DAYS, group_name="futures", kinds={"tqsdk", "questdb"})
     def trading_days(
         context: dg.AssetExecutionContext, tqsdk: TqSdkResource, questdb: QuestDBResource, futures: FuturesSettings
     ) -> dg.MaterializeResult:
@@ -45,7 +43,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         adds one `trading_day` partition per trading day through the current one."""
         claim_run_limits(context, (), tqsdk=True)
         with questdb.client() as qdb:
-            result = chain.refresh_calendar(tqsdk.client(), qdb, varieties, futures.start(), futures.clock())
+            result = calendar_step.refresh_calendar(tqsdk.client(), qdb, varieties, futures.start(), futures.clock())
         known = list(context.instance.get_dynamic_partitions(TRADING_DAY.name))
         wanted = [d.isoformat() for d in result.trading_days]
         if known != wanted[: len(known)]:
@@ -71,12 +69,14 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         )
 
     @dg.asset(
+        key=names.MAIN_SCHEDULE,
         group_name="futures",
         kinds={"tqsdk", "questdb"},
         partitions_def=variety_partitions(varieties),
         deps=[trading_days],
-        check_specs=[dg.AssetCheckSpec("agrees_with_continuous_table", asset="main_schedule",
-                                       description="the schedule equals the vendor's continuous table, day by day")],
+        check_specs=[dg.AssetCheckSpec(names.AGREES_WITH_CONTINUOUS_TABLE, asset=names.MAIN_SCHEDULE,
+                                       description="the schedule equals the vendor's continuous table, day by day, "
+                                       "and no revision waits for confirmation")],
     )
     def main_schedule(
         context: dg.AssetExecutionContext,
@@ -85,50 +85,50 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         questdb: QuestDBResource,
         futures: FuturesSettings,
     ) -> dg.MaterializeResult:
-        """Which contract is main on each trading day (TqSdk's KQ.m@ mapping by default), one row per
-        day in ghtrader_main_schedule_v2. Partitioned by variety only: the mapping is a per-variety
-        time series, extended incrementally, not a per-day computation."""
+        """Which contract is main on each trading day of the variety's window (TqSdk's KQ.m@ mapping by
+        default), one row per day in ghtrader_main_schedule_v2; the window starts where the vendor first
+        lists the variety (or at the user's start for it). Partitioned by variety only: the mapping is a
+        per-variety time series, extended incrementally, not a per-day computation."""
         variety = context.partition_key
         claim_run_limits(context, [variety], tqsdk=True)
         with questdb.client() as qdb:
-            calendar = store.read_calendar(qdb)
+            calendar = ledger.read_calendar(qdb)
             days = [date.fromisoformat(k) for k in context.instance.get_dynamic_partitions(TRADING_DAY.name)]
-            result = chain.refresh_schedule(
+            result = schedule_step.refresh_schedule(
                 tqsdk.client(), qdb, variety, calendar, sorted(days), futures.schedule_source, config.rebuild,
-                futures.schedule_rules(config.confirm_revisions, *chain.session_opens(qdb, variety)),
+                futures.schedule_rules(config.confirm_revisions, *calendar_step.session_opens(qdb, variety)),
+                user_start=futures.variety_start(variety), now=futures.clock(),
             )
+            # A revision can make stored days stale: the check on main_l5 says so now, not at the next tick run.
+            context.log_event(matches_schedule_evaluation(qdb, varieties, calendar, futures))
         rolls = roll_days(result.rows)
         decided = [r for r in result.rows if not r.provisional]
-        disagreements = chain.compare_with_continuous_table(variety, decided) if decided else []
-        stale = stale_partitions(context.instance, variety, result.rows)
+        disagreements = schedule_step.compare_with_continuous_table(variety, decided) if decided else []
         for r in result.pending:
             context.log.warning("%s: revision NOT applied (older than the confirmation age; rerun with "
                                 "confirm_revisions: true): %s", variety, r.describe())
-        context.log.info("%s: %d days (%d new) in %d segments from %s", variety, len(result.rows), result.new_days,
-                         len(rolls), result.source)
+        context.log.info("%s: %d days (%d new) in %d segments from %s, window from %s (%s)", variety, len(result.rows),
+                         result.new_days, len(rolls), result.source, result.window.first_day, result.window.window_source)
         return dg.MaterializeResult(
             metadata={
                 "days": len(result.rows),
                 "new_days": result.new_days,
                 "segments": len(rolls),
                 "source": result.source,
+                "first_day": result.window.first_day.isoformat(),
+                "window_source": result.window.window_source,
                 "rolls": dg.MetadataValue.md("\n".join(f"- {d}: {c}" for d, c in rolls)),
                 "continuous_table_disagreements": len(disagreements),
-                "as_of": futures.clock().isoformat(),  # the clock the schedule was decided at
                 "provisional_days": dg.MetadataValue.json([str(d) for d in result.provisional_days]),
                 "revisions": dg.MetadataValue.json([r.describe() for r in result.revisions]),
                 "revisions_pending_confirmation": dg.MetadataValue.json([r.describe() for r in result.pending]),
-                # stored days whose assignment changed: the daily update re-requests these partitions
                 "changed_days": dg.MetadataValue.json([str(d) for d in result.changed_days]),
-                "stale_partitions": dg.MetadataValue.json([s.key for s in stale]),
             },
             check_results=[
                 dg.AssetCheckResult(
-                    check_name="agrees_with_continuous_table",
-                    passed=not disagreements and not stale and not result.pending,
+                    check_name=names.AGREES_WITH_CONTINUOUS_TABLE,
+                    passed=not disagreements and not result.pending,
                     metadata={"disagreements": dg.MetadataValue.json([[str(d), a, b] for d, a, b in disagreements[:50]]),
-                              "stale_partitions": dg.MetadataValue.json(
-                                  [[s.key, s.built_with, s.scheduled] for s in stale[:50]]),
                               "pending_revisions": dg.MetadataValue.json([r.describe() for r in result.pending[:50]])},
                 )
             ],
@@ -141,52 +141,57 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=True,
         specs=[
-            dg.AssetSpec(UNDERLYING_TICKS, deps=[main_schedule], skippable=True, kinds={"tqsdk", "questdb"},
-                         description="The scheduled contract's ticks of each trading day (ghtrader_ticks_raw_v2)."),
-            dg.AssetSpec(MAIN_L5, deps=[UNDERLYING_TICKS], skippable=True, kinds={"questdb"},
-                         description="The continuous KQ.m@ series built inside QuestDB (ghtrader_ticks_main_l5_v2)."),
-            dg.AssetSpec(DAY_INDEX, deps=[MAIN_L5], skippable=True, kinds={"questdb"},
-                         description="Per (symbol, day, kind) rows, first/last tick, L5 presence, row-hash aggregates."),
+            dg.AssetSpec(names.UNDERLYING_TICKS, deps=[main_schedule], skippable=True, kinds={"tqsdk", "questdb"},
+                         description="Every tick the vendor served for the scheduled contract's day, flagged by the "
+                         "cleaning rule (ghtrader_ticks_raw_v2)."),
+            dg.AssetSpec(names.MAIN_L5, deps=[names.UNDERLYING_TICKS], skippable=True, kinds={"questdb"},
+                         description="The continuous KQ.m@ series cut inside QuestDB from the kept raw ticks "
+                         "(ghtrader_ticks_main_l5_v2)."),
+            dg.AssetSpec(names.DAY_INDEX, deps=[names.MAIN_L5], skippable=True, kinds={"questdb"},
+                         description="The ledger: per (symbol, day, kind) rows, first/last tick, L5 presence, row-hash "
+                         "aggregates and what the day was built for."),
         ],
         check_specs=[
-            dg.AssetCheckSpec(INDEX_CHECK, asset=DAY_INDEX, description="index rows equal the stored ticks"),
-            dg.AssetCheckSpec(DEPTH_CHECK, asset=UNDERLYING_TICKS, description=(
+            dg.AssetCheckSpec(names.INDEX_MATCHES_STORED, asset=names.DAY_INDEX,
+                              description="index rows equal the stored ticks"),
+            dg.AssetCheckSpec(names.DEPTH_AS_EXPECTED, asset=names.UNDERLYING_TICKS, description=(
                 "every downloaded day arrived with the depth levels its exchange publishes (5 on SHFE/INE, else 1)")),
-            dg.AssetCheckSpec(SESSION_CHECK, asset=UNDERLYING_TICKS, description=(
+            dg.AssetCheckSpec(names.SESSIONS_EXPLAIN_TICKS, asset=names.UNDERLYING_TICKS, description=(
                 "no ticks outside the known sessions recur at the same clock times over several days "
                 "(evidence of a session change the history lacks)")),
+            dg.AssetCheckSpec(names.MATCHES_SCHEDULE, asset=names.MAIN_L5, description=(
+                "every stored day was built for the contract, segment and session windows it has now")),
         ],
     )
     def futures_ticks(
         context: dg.AssetExecutionContext, tqsdk: TqSdkResource, questdb: QuestDBResource, futures: FuturesSettings
     ):
-        """One step for a whole partition range: one TqSdk session, one QuestDB connection. Each finished
-        partition is logged as its own materialization; failures are collected and reported at the end."""
+        """One step for a whole partition range: one download session at a time, one QuestDB connection.
+        Each finished partition is logged as its own materialization; failures are collected and reported
+        at the end."""
         selected = context.selected_asset_keys
+        checks = context.selected_asset_check_keys
         parts = sorted(VarietyDay.parse(k) for k in context.partition_keys)
         if not parts:  # e.g. a reversed range: Dagster resolves it to no keys; say so instead of succeeding
             rng = context.partition_key_range
             raise dg.Failure(description=f"the partition range {rng.start}..{rng.end} holds no partitions "
                                          "(reversed, or no trading days of the variety between its ends)")
-        claim_run_limits(context, {p.variety for p in parts}, tqsdk=UNDERLYING_TICKS in selected)
-        steps = chain.ChainSteps(raw=UNDERLYING_TICKS in selected, main_l5=MAIN_L5 in selected, index=DAY_INDEX in selected)
+        run_varieties = sorted({p.variety for p in parts})
+        claim_run_limits(context, run_varieties, tqsdk=names.UNDERLYING_TICKS in selected)
+        steps = pipeline.ChainSteps(raw=names.UNDERLYING_TICKS in selected, main_l5=names.MAIN_L5 in selected,
+                                    index=names.DAY_INDEX in selected)
         failures: dict[str, str] = {}
         verify_error = ""
-        indexed: dict[str, list[date]] = {}  # main symbol -> days indexed by this run
-        sessions: dict[str, SessionHistory] = {}
+        indexed: dict[str, list[date]] = {}  # variety -> days indexed by this run
         depth_mismatches: dict[str, str] = {}  # partition -> "served N, expected M"
         outside: dict[str, dict[date, dict[int, int]]] = {}  # variety -> day -> Beijing minute -> ticks
         started, last_line = time.monotonic(), 0.0
         with questdb.client() as qdb:
-            calendar = store.read_calendar(qdb)
-
-            def session_history(variety: str) -> SessionHistory:
-                if variety not in sessions:
-                    sessions[variety] = chain.session_history(qdb, variety, futures.session_history_file)
-                return sessions[variety]
-
-            outcomes = closing(chain.run_days(tqsdk.session, qdb, calendar, [(p.variety, p.trading_day) for p in parts], steps,
-                                      session_history, now=futures.clock(), max_retries=futures.no_data_max_retries))
+            calendar = ledger.read_calendar(qdb)
+            histories = calendar_step.session_histories(qdb, run_varieties, futures.session_history_file)
+            outcomes = closing(pipeline.run_days(tqsdk.session, qdb, calendar, [(p.variety, p.trading_day) for p in parts],
+                                                 steps, histories, now=futures.clock(),
+                                                 max_retries=futures.no_data_max_retries))
             with outcomes as stream:
                 for i, (part, outcome) in enumerate(zip(parts, stream), 1):
                     key = str(part.key)
@@ -196,6 +201,10 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                         continue
                     for event in _materializations(key, outcome, steps):
                         context.log_event(event)
+                    if not outcome.listed:
+                        continue
+                    if steps.index:
+                        indexed.setdefault(part.variety, []).append(part.trading_day)
                     if outcome.depth_mismatch:
                         depth_mismatches[key] = f"served {outcome.depth} levels, expected {expected_depth(part.variety)}"
                         context.log.warning("%s %s <- %s: the provider served %d depth levels where %s publishes %d; "
@@ -203,8 +212,6 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                                             outcome.depth, part.variety.split(".")[0], expected_depth(part.variety))
                     if outcome.cleaning is not None and outcome.cleaning.outside_minutes:
                         outside.setdefault(part.variety, {})[part.trading_day] = dict(outcome.cleaning.outside_minutes)
-                    if steps.index:
-                        indexed.setdefault(main_symbol(part.variety), []).append(part.trading_day)
                     # Progress: the first and last partition, unfinished days, and otherwise one line every
                     # PROGRESS_EVERY_S (each line is an event in the instance; every partition has its own
                     # materializations already).
@@ -215,26 +222,30 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                                          part.trading_day, outcome.contract, outcome.rows,
                                          "" if outcome.final else " (day unfinished: not final)", elapsed)
             try:
-                mismatches = [m for symbol, days in indexed.items()
-                              for m in chain.verify_index(qdb, calendar, symbol, "main_l5", days)]
+                mismatches = [m for variety, days in indexed.items()
+                              for m in ledger_step.verify_days(qdb, calendar, variety, days).mismatches]
             except Exception as exc:  # noqa: BLE001 - e.g. QuestDB went away: report it with the failed partitions
                 verify_error = f"{type(exc).__name__}: {exc}"
                 mismatches = [f"index not verified: {verify_error}"]
                 context.log.error("verifying the day index failed: %s", verify_error)
-            checks = context.selected_asset_check_keys
-            if dg.AssetCheckKey(UNDERLYING_TICKS, DEPTH_CHECK) in checks:
+            if dg.AssetCheckKey(names.UNDERLYING_TICKS, names.DEPTH_AS_EXPECTED) in checks:
                 yield dg.AssetCheckResult(
-                    check_name=DEPTH_CHECK, asset_key=UNDERLYING_TICKS, passed=not depth_mismatches,
+                    check_name=names.DEPTH_AS_EXPECTED, asset_key=names.UNDERLYING_TICKS, passed=not depth_mismatches,
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={"mismatched_partitions": len(depth_mismatches),
                               "mismatches": dg.MetadataValue.json(dict(sorted(depth_mismatches.items())[:50]))})
-            if dg.AssetCheckKey(UNDERLYING_TICKS, SESSION_CHECK) in checks:
-                yield _session_evidence_check(context, outside, session_history, calendar, parts)
-        if DAY_INDEX in selected:
+            if dg.AssetCheckKey(names.UNDERLYING_TICKS, names.SESSIONS_EXPLAIN_TICKS) in checks:
+                yield _session_evidence_check(context, outside, histories, calendar, parts)
+            if dg.AssetCheckKey(names.MAIN_L5, names.MATCHES_SCHEDULE) in checks and not verify_error:
+                evaluation = matches_schedule_evaluation(qdb, varieties, calendar, futures)
+                yield dg.AssetCheckResult(check_name=evaluation.check_name, asset_key=names.MAIN_L5,
+                                          passed=evaluation.passed, metadata=evaluation.metadata)
+        if names.DAY_INDEX in selected:
             yield dg.AssetCheckResult(
-                check_name=INDEX_CHECK, asset_key=DAY_INDEX, passed=not mismatches,
+                check_name=names.INDEX_MATCHES_STORED, asset_key=names.DAY_INDEX, passed=not mismatches,
                 severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"partitions_checked": len(parts) - len(failures), "mismatches": dg.MetadataValue.json(mismatches[:50])},
+                metadata={"partitions_checked": sum(len(d) for d in indexed.values()),
+                          "mismatches": dg.MetadataValue.json(mismatches[:50])},
             )
         if failures or verify_error:
             raise dg.Failure(
@@ -248,14 +259,14 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
     return [trading_days, main_schedule, futures_ticks]
 
 
-def _session_evidence_check(context: dg.AssetExecutionContext, outside: dict, history, calendar, parts: list) -> dg.AssetCheckResult:
+def _session_evidence_check(context: dg.AssetExecutionContext, outside: dict, histories, calendar, parts: list) -> dg.AssetCheckResult:
     """Ticks outside the known sessions at recurring clock times: evidence of a session change, reported with
     the GHTRADER_SESSION_HISTORY entries that would explain it (see domain.session_evidence)."""
     through = {p.variety: p.trading_day for p in parts}
     found, suggestions = [], []
     for variety, days in sorted(outside.items()):
         for evidence in find_evidence(variety, days):
-            sessions, _ = history(variety).windows(evidence.days[0])
+            sessions, _ = histories[variety].windows(evidence.days[0])
             entries = suggested_changes(evidence, sessions, calendar, through[variety])
             found.append(evidence.describe())
             suggestions += entries
@@ -264,31 +275,36 @@ def _session_evidence_check(context: dg.AssetExecutionContext, outside: dict, hi
                                 "GHTRADER_SESSION_HISTORY file and rebuild main_l5 for those days (no download): %s",
                                 evidence.describe(), json.dumps({"changes": entries}))
     return dg.AssetCheckResult(
-        check_name=SESSION_CHECK, asset_key=UNDERLYING_TICKS, passed=not found, severity=dg.AssetCheckSeverity.WARN,
+        check_name=names.SESSIONS_EXPLAIN_TICKS, asset_key=names.UNDERLYING_TICKS, passed=not found,
+        severity=dg.AssetCheckSeverity.WARN,
         metadata={"evidence": dg.MetadataValue.json(found),
                   "suggested_session_history": dg.MetadataValue.json({"changes": suggestions})})
 
 
-def _materializations(key: str, outcome: chain.DayOutcome, steps: chain.ChainSteps) -> list[dg.AssetMaterialization]:
+def _materializations(key: str, outcome: pipeline.DayOutcome, steps: pipeline.ChainSteps) -> list[dg.AssetMaterialization]:
     """One materialization per selected asset of a finished (variety, day), with its metadata."""
+    if not outcome.listed:  # before the variety's window: nothing to fetch, shown as not listed
+        metadata = {"listed": False, "rows": 0, "final": outcome.final}
+        return [dg.AssetMaterialization(asset, partition=key, description="not listed yet", metadata=metadata)
+                for asset, on in zip(names.TICK_ASSETS, (steps.raw, steps.main_l5, steps.index)) if on]
     common = {"underlying": outcome.contract, "segment_id": outcome.segment_id, "final": outcome.final}
     events = []
     if steps.raw:
         depth = {"depth_levels": outcome.depth, "depth_expected": expected_depth(outcome.variety)} if outcome.depth else {}
-        events.append(dg.AssetMaterialization(UNDERLYING_TICKS, partition=key, metadata={
+        events.append(dg.AssetMaterialization(names.UNDERLYING_TICKS, partition=key, metadata={
             **common, **_tick_metadata(outcome.raw), "no_data": outcome.no_data is not None, **_no_data_metadata(outcome),
             **(outcome.cleaning.as_metadata() if outcome.cleaning else {}), **depth}))
     if steps.main_l5:
-        events.append(dg.AssetMaterialization(MAIN_L5, partition=key, metadata={
+        events.append(dg.AssetMaterialization(names.MAIN_L5, partition=key, metadata={
             **common, "symbol": main_symbol(outcome.variety), **_tick_metadata(outcome.main_l5)}))
-    if steps.index:
-        events.append(dg.AssetMaterialization(DAY_INDEX, partition=key, metadata={
-            **common, **_tick_metadata(outcome.index), "l5_present": bool(outcome.index["l5_present"]),
-            "row_hash_sum": outcome.index["row_hash_sum"]}))
+    if steps.index and outcome.index is not None:
+        events.append(dg.AssetMaterialization(names.DAY_INDEX, partition=key, metadata={
+            **common, **_tick_metadata(outcome.index), "l5_present": outcome.index.l5_present,
+            "row_hash_sum": outcome.index.row_hash_sum}))
     return events
 
 
-def _no_data_metadata(outcome: chain.DayOutcome) -> dict:
+def _no_data_metadata(outcome: pipeline.DayOutcome) -> dict:
     """For a provider-empty day: what the provider answered now and when it is asked again."""
     if outcome.no_data is None:
         return {}
@@ -298,11 +314,11 @@ def _no_data_metadata(outcome: chain.DayOutcome) -> dict:
     return out
 
 
-def _tick_metadata(stats: dict | None) -> dict:
-    if not stats:
+def _tick_metadata(stats: DayStats | None) -> dict:
+    if stats is None:
         return {"rows": 0}
-    out = {"rows": int(stats.get("rows_total", 0))}
-    if stats.get("first_datetime_ns"):
-        out["first_tick"] = dg.MetadataValue.timestamp(stats["first_datetime_ns"] / 1e9)
-        out["last_tick"] = dg.MetadataValue.timestamp(stats["last_datetime_ns"] / 1e9)
+    out: dict = {"rows": stats.rows_total}
+    if stats.first_datetime_ns:
+        out["first_tick"] = dg.MetadataValue.timestamp(stats.first_datetime_ns / 1e9)
+        out["last_tick"] = dg.MetadataValue.timestamp(stats.last_datetime_ns / 1e9)
     return out

@@ -7,7 +7,8 @@ from datetime import date, datetime, time, timezone
 import dagster as dg
 from pydantic import PrivateAttr
 
-from ghtrader_assets.futures_chain import ScheduleRules
+from ghtrader_assets.domain.schedule import ScheduleRules
+from ghtrader_assets.domain.symbols import parse_variety_list
 from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
 
 
@@ -47,6 +48,11 @@ class FuturesSettings(dg.ConfigurableResource):
     """What the chain covers and how it decides the main contract."""
 
     start_date: str = "2024-01-02"
+    # GHTRADER_VARIETIES as written: a variety may carry the first trading day wanted for it
+    # ('SHFE.cu:2016-01-04,GFEX.si'); without one its window starts where the vendor lists it.
+    varieties: str = ""
+    # Snapshot manifests (JSON files) are written here; QuestDB keeps a row of each.
+    manifest_dir: str = "data/manifests"
     # ISO datetime (with offset) that pins "now" for reproducible demos and tests; empty = the real clock.
     now: str = ""
     # backtest (default: TqSdk's KQ.m@ mapping seen in a TqBacktest), continuous_table, or open_interest.
@@ -71,6 +77,10 @@ class FuturesSettings(dg.ConfigurableResource):
     def start(self) -> date:
         return date.fromisoformat(self.start_date)
 
+    def variety_start(self, variety: str) -> date | None:
+        """The user's first trading day for the variety (None: from the vendor's first listed day)."""
+        return parse_variety_list(self.varieties).get(variety)
+
     def schedule_rules(self, confirmed: bool = False, night_open: time | None = time(21, 0),
                        day_open: time = time(9, 0)) -> ScheduleRules:
         return ScheduleRules(now=self.clock(), published_at=time.fromisoformat(self.schedule_published_at),
@@ -79,3 +89,28 @@ class FuturesSettings(dg.ConfigurableResource):
 
     def clock(self) -> datetime:
         return datetime.fromisoformat(self.now) if self.now else datetime.now(timezone.utc)
+
+
+# FuturesSettings fields and the environment variables that set them (the code location wires the same).
+SETTINGS_ENV = {
+    "start_date": "GHTRADER_START_DATE",
+    "varieties": "GHTRADER_VARIETIES",
+    "manifest_dir": "GHTRADER_MANIFEST_DIR",
+    "now": "GHTRADER_NOW",
+    "schedule_source": "GHTRADER_SCHEDULE_SOURCE",
+    "daily_update_time": "GHTRADER_DAILY_UPDATE_TIME",
+    "lookback_days": "GHTRADER_LOOKBACK_DAYS",
+    "schedule_published_at": "GHTRADER_SCHEDULE_PUBLISHED_AT",
+    "schedule_recheck_days": "GHTRADER_SCHEDULE_RECHECK_DAYS",
+    "confirm_revisions_older_than": "GHTRADER_CONFIRM_REVISIONS_OLDER_THAN",
+    "no_data_max_retries": "GHTRADER_NO_DATA_MAX_RETRIES",
+    "session_history_file": "GHTRADER_SESSION_HISTORY",
+}
+
+
+def futures_settings_from_env() -> FuturesSettings:
+    """The settings as the environment gives them (unset or blank: the default), for the command line."""
+    import os
+
+    return FuturesSettings(**{field: os.environ[name] for field, name in SETTINGS_ENV.items()
+                              if os.environ.get(name, "").strip()})

@@ -62,6 +62,9 @@ class MarketConfig:
     # Session changes: (variety, first trading day, day windows, night windows) replacing the variety's
     # trading_time from that trading day on (hours past 24 mean after midnight).
     session_changes: tuple[tuple[str, date, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], ...] = ()
+    # (variety, first trading day): a product listed inside the window. Before that day it has no ticks and
+    # the continuous table (the vendor's mapping) starts on it.
+    listings: tuple[tuple[str, date], ...] = ()
     username: str = "sim"
     password: str = "sim"
     # The account's grants in its auth token: tick and kline downloads need "tq_dl" (the professional version).
@@ -246,8 +249,12 @@ class SimMarket:
             day = prev
 
     def published_rolls(self, variety: str) -> list[tuple[date, str]]:
-        """The roll days as the vendor's table states them at now (errata not yet corrected shift them)."""
+        """The roll days as the vendor's table states them at now (errata not yet corrected shift them; a variety
+        listed inside the window starts on its listing day)."""
         rolls = self.roll_days(variety)
+        listed = self.listed_from(variety)
+        if listed is not None:
+            rolls = [(listed, self.main_contract(variety, listed))] + [(d, c) for d, c in rolls if d > listed]
         for erratum_variety, roll_day, shift, corrected_at in self.cfg.errata:
             if erratum_variety == variety and self.now < corrected_at:
                 rolls = [(self._all_days[self._day_pos[d] + shift] if d == roll_day else d, contract)
@@ -277,9 +284,15 @@ class SimMarket:
         is_main = self.main_contract(contract.variety, day) == contract.symbol
         return self.cfg.density if is_main else self.cfg.far_density
 
+    def listed_from(self, variety: str) -> date | None:
+        """The first trading day of a variety listed inside the window (None: listed before it)."""
+        return next((d for v, d in self.cfg.listings if v == variety), None)
+
     def _has_data(self, contract: Contract, day: date) -> bool:
         faults = self.cfg.faults
+        listed = self.listed_from(contract.variety)
         return (day in self._day_pos and self.cfg.start <= day <= min(self.cfg.end, self.now_day)
+                and (listed is None or day >= listed)
                 and contract.list_day <= day <= contract.last_day and (contract.symbol, day) not in faults.no_tick_days
                 and not any(symbol == contract.symbol and empty_day == day and self.now < until
                             for symbol, empty_day, until in faults.empty_until))

@@ -44,6 +44,7 @@ SPECS: dict[str, VarietySpec] = {
     "INE.sc": VarietySpec("INE", "sc", _DAY_COMMODITY, (("21:00:00", "26:30:00"),), 5, 0.1, 1000, 560.0),
     "GFEX.si": VarietySpec("GFEX", "si", _DAY_COMMODITY, (), 1, 5.0, 5, 13000.0),
     "DCE.i": VarietySpec("DCE", "i", _DAY_COMMODITY, (("21:00:00", "23:00:00"),), 1, 0.5, 100, 900.0),
+    "SHFE.ni": VarietySpec("SHFE", "ni", _DAY_COMMODITY, (("21:00:00", "25:00:00"),), 5, 10.0, 1, 130000.0),
 }
 
 

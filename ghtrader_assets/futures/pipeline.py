@@ -1,0 +1,325 @@
+"""A range of (variety, trading day)s through raw ticks -> main_l5 -> day index, pipelined: the download runs
+ahead of the store in a thread of its own, the store writes batches of days. One outcome per day."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import polars as pl
+
+from ghtrader_assets.domain.calendar import CST, TradingCalendar, is_final
+from ghtrader_assets.domain.ledger import DayStats
+from ghtrader_assets.domain.no_data import DEFAULT_MAX_RETRIES, next_retry, permanent_reason
+from ghtrader_assets.domain.schedule import ScheduleRow
+from ghtrader_assets.domain.session_history import SessionHistory
+from ghtrader_assets.domain.symbols import expected_depth, main_symbol
+from ghtrader_assets.domain.tick_cleaning import CleaningReport, flag_ticks, keep_rule
+from ghtrader_assets.domain.ticks import served_depth, with_row_hash, with_seq
+from ghtrader_assets.futures.calendar import ChainError
+from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io import ledger_store as ledger
+from ghtrader_assets.io.questdb import QuestDBClient
+from ghtrader_assets.io.tqsdk_client import TqSdkClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChainSteps:
+    """Which of the per-day assets a run materializes."""
+
+    raw: bool = True  # underlying_ticks: download and store the scheduled contract's day
+    main_l5: bool = True  # cut the curated series from it inside QuestDB
+    index: bool = True  # write and check the day index
+
+
+@dataclass(frozen=True)
+class NoData:
+    """A provider-empty day: asked again at `next_retry` (status retrying) or given up (permanent)."""
+
+    status: str
+    attempts: int
+    next_retry: datetime | None
+
+
+@dataclass(frozen=True)
+class DayOutcome:
+    """What the chain did for one (variety, trading day); every stat is counted by QuestDB from the stored rows."""
+
+    variety: str
+    day: date
+    contract: str = ""
+    segment_id: int = -1
+    final: bool = False
+    raw: DayStats | None = None
+    main_l5: DayStats | None = None
+    index: DayStats | None = None
+    cleaning: CleaningReport | None = None
+    no_data: NoData | None = None
+    error: str = ""  # set when the day failed; the others of the range go on
+    depth: int | None = None  # depth levels the provider served this run (None: not downloaded, or no ticks)
+    listed: bool = True  # False: the day lies before the variety's window (nothing to fetch or store)
+
+    @property
+    def depth_mismatch(self) -> bool:
+        """Served with another depth than the variety's exchange publishes (see domain.symbols)."""
+        return self.depth is not None and self.depth != expected_depth(self.variety)
+
+    @property
+    def rows(self) -> int | None:
+        stats = self.index or self.main_l5 or self.raw
+        return None if stats is None else stats.rows_total
+
+
+@dataclass(frozen=True)
+class PipelineLimits:
+    prefetch_days: int = 4  # downloaded days waiting to be stored, at most (memory stays flat)
+    batch_days: int = 8  # days stored together: one write and one WAL barrier per table per batch
+
+
+def run_days(
+    tq_session: Callable[[], TqSdkClient],
+    qdb: QuestDBClient,
+    calendar: TradingCalendar,
+    days: Sequence[tuple[str, date]],
+    steps: ChainSteps,
+    histories: Mapping[str, SessionHistory],
+    now: datetime | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    limits: PipelineLimits = PipelineLimits(),
+) -> Iterator[DayOutcome]:
+    """Yield one outcome per (variety, day), in order. With `steps.raw`, one thread of its own opens a TqSdk
+    session (`tq_session()` makes a new one) and downloads the scheduled contracts' days ahead of the store,
+    at most `limits.prefetch_days` ahead; the calling thread flags and stores whatever has arrived as one
+    batch. Each day is judged by its variety's session history (`histories`). A day before the variety's
+    window is `listed=False`; a day that fails yields an outcome with `error`; a QuestDB failure fails the
+    days of its batch."""
+    now_ = now or datetime.now(CST)
+    windows = ledger.read_windows(qdb)
+    schedules: dict[str, dict[date, ScheduleRow]] = {}
+    planned: list[tuple[str, date, ScheduleRow | None]] = []
+    for variety, day in days:
+        if variety not in schedules:
+            schedules[variety] = {r.trading_day: r for r in ledger.read_schedule(qdb, variety)}
+        planned.append((variety, day, schedules[variety].get(day)))
+    open_no_data = ledger.open_no_data_days(qdb)
+    downloads = [(row.main_contract, day) for _, day, row in planned if row is not None] if steps.raw else []
+    fetcher = _Downloader(tq_session, downloads, limits.prefetch_days) if downloads else None
+    try:
+        i = 0
+        while i < len(planned):
+            batch: list[tuple[str, date, ScheduleRow, pl.DataFrame | None | BaseException]] = []
+            while i < len(planned) and len(batch) < limits.batch_days:
+                variety, day, row = planned[i]
+                if row is None:
+                    if batch:
+                        break  # keep order: the batch before it is stored first
+                    i += 1
+                    window = windows.get(variety)
+                    if window is not None and day < window.first_day:
+                        yield DayOutcome(variety, day, listed=False, final=is_final(calendar, day, now_))
+                    else:
+                        yield DayOutcome(variety, day, error=f"ChainError: no main schedule for {variety} on {day}: "
+                                                             "materialize main_schedule for it first")
+                    continue
+                answer = None
+                if fetcher is not None:
+                    answer = fetcher.next(block=not batch)
+                    if answer is _NOT_YET:
+                        break
+                batch.append((variety, day, row, answer))
+                i += 1
+            if batch:
+                yield from _store_batch(qdb, calendar, batch, steps, histories, open_no_data, now_, max_retries)
+    finally:
+        if fetcher is not None:
+            fetcher.stop()
+
+
+_NOT_YET = object()
+_END = object()
+
+
+class _Downloader:
+    """Downloads (contract, day)s in order on one TqSdk session, in one thread of its own (TqApi is not
+    thread-safe): the session is opened, used and closed there. Answers wait in a bounded queue."""
+
+    # The client empties what a TqApi session keeps of each download (its ticks and DIFF packs: about 100 MB
+    # per real-density day otherwise); what is left still grows a few MB per day, so a fresh session after
+    # 20 days or 1,000,000 ticks (about 18 days of one real contract), one login each.
+    SESSION_DAYS = 20
+    SESSION_TICKS = 1_000_000
+
+    def __init__(self, tq_session: Callable[[], TqSdkClient], jobs: list[tuple[str, date]], ahead: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(tq_session, jobs), name="tqsdk-download", daemon=True)
+        self._thread.start()
+
+    def _run(self, tq_session: Callable[[], TqSdkClient], jobs: list[tuple[str, date]]) -> None:
+        tq = tq_session()
+        days = ticks = 0  # received on the current session
+        try:
+            for contract, day in jobs:
+                if self._stopping.is_set():
+                    return
+                if days >= self.SESSION_DAYS or ticks >= self.SESSION_TICKS:
+                    tq.close()  # TqApi's memory grows with every tick it received; the next call logs in afresh
+                    days = ticks = 0
+                try:
+                    answer: pl.DataFrame | BaseException = tq.ticks(contract, day)
+                    ticks += answer.height
+                except Exception as exc:  # noqa: BLE001 - reported as that day's outcome
+                    answer = exc
+                days += 1
+                if not self._put(answer):
+                    return
+        finally:
+            tq.close()  # in this thread, where the session was used
+            self._put(_END)
+
+    def _put(self, item: object) -> bool:
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self, block: bool) -> object:
+        """The next day's answer (a frame or the exception it raised); _NOT_YET if not downloaded yet."""
+        try:
+            item = self._queue.get(block=block)
+        except queue.Empty:
+            return _NOT_YET
+        if item is _END:
+            raise ChainError("the download thread ended early")
+        return item
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=60)
+
+
+def _store_batch(qdb, calendar, batch, steps: ChainSteps, histories, open_no_data, now: datetime, max_retries: int):
+    writes: list[store.DayWrite] = []
+    partial: dict[tuple[str, date], dict] = {}
+    for variety, day, row, answer in batch:
+        key = (variety, day)
+        base = {"contract": row.main_contract, "segment_id": row.segment_id, "final": is_final(calendar, day, now)}
+        frame = None
+        if isinstance(answer, BaseException):
+            partial[key] = {**base, "error": f"{type(answer).__name__}: {answer}"}
+            continue
+        try:
+            rule = keep_rule(calendar, histories[variety], day)
+            if isinstance(answer, pl.DataFrame):
+                frame, report = flag_ticks(answer, rule)
+                base["cleaning"] = report
+                if frame.height:
+                    base["depth"] = served_depth(answer)
+        except Exception as exc:  # noqa: BLE001 - e.g. a session history that cannot judge the day
+            partial[key] = {**base, "error": f"{type(exc).__name__}: {exc}"}
+            continue
+        if frame is not None:
+            if report.changed:
+                log.warning("%s %s: main_l5 leaves out or reorders ticks of the provider's answer (raw keeps "
+                            "them, flagged): %s", row.main_contract, day, report.as_metadata())
+            if frame.height:
+                frame = with_seq(with_row_hash(frame)).with_columns(
+                    pl.from_epoch("datetime_ns", time_unit="ns").alias("ts"),
+                    pl.lit(datetime(day.year, day.month, day.day)).alias("trading_day"),
+                ).select(*store.RAW_FRAME_COLUMNS, "flag")
+        partial[key] = base
+        writes.append(store.DayWrite(variety, day, calendar.bounds_ns(day), row, frame, rule))
+    try:
+        stored = store.store_days(qdb, writes, main_l5=steps.main_l5) if writes else {}
+        if steps.index and not steps.main_l5:
+            for variety in {w.variety for w in writes}:
+                mine = {w.day: w.bounds for w in writes if w.variety == variety}
+                for day, stats in store.stats_by_day(qdb, "main_l5", main_symbol(variety), mine).items():
+                    before = stored[(variety, day)]
+                    stored[(variety, day)] = store.DayStored(before.raw, before.raw_kept, stats, before.error)
+        no_data: list[ledger.NoDataWrite] = []
+        outcomes = {(w.variety, w.day): _day_outcome(qdb, w, partial[(w.variety, w.day)], stored[(w.variety, w.day)],
+                                                      steps, open_no_data, now, max_retries, no_data) for w in writes}
+        ledger.write_no_data(qdb, no_data)
+        if steps.index:
+            ledger.write_index(qdb, [row for w in writes if not outcomes[(w.variety, w.day)].error
+                                     for row in _index_rows(w, outcomes[(w.variety, w.day)])])
+    except Exception as exc:  # noqa: BLE001 - e.g. QuestDB went away: every day of this batch failed
+        error = f"{type(exc).__name__}: {exc}"
+        outcomes = {(w.variety, w.day): DayOutcome(w.variety, w.day, **{**partial[(w.variety, w.day)], "error": error})
+                    for w in writes}
+    for variety, day, _, _ in batch:
+        key = (variety, day)
+        yield outcomes[key] if key in outcomes else DayOutcome(variety, day, **partial[key])
+
+
+def _index_rows(w: store.DayWrite, outcome: DayOutcome) -> list[ledger.IndexWrite]:
+    """The ledger rows of a stored day: the raw contract's and the main series' (with what it was built for)."""
+    return [
+        ledger.IndexWrite(w.row.main_contract, w.day, "raw", outcome.raw or DayStats(), final=outcome.final),
+        ledger.IndexWrite(main_symbol(w.variety), w.day, "main_l5", outcome.index or DayStats(), w.row.main_contract,
+                          w.row.segment_id, w.row.schedule_hash, w.session_hash, outcome.final),
+    ]
+
+
+def _day_outcome(qdb, w: store.DayWrite, base: dict, stored: store.DayStored, steps: ChainSteps,
+                 open_no_data: set, now: datetime, max_retries: int, no_data_writes: list) -> DayOutcome:
+    contract, day, symbol = w.row.main_contract, w.day, main_symbol(w.variety)
+    fetched = w.frame is not None and w.frame.height > 0
+    no_data = None
+    if steps.raw and not fetched:
+        no_data = _record_no_data(qdb, contract, day, base["final"], open_no_data, now, max_retries, no_data_writes)
+    elif fetched and (contract, day) in open_no_data:
+        no_data_writes.append(ledger.NoDataWrite(contract, day, "raw", "data arrived on a later run", resolved=True))
+        open_no_data.discard((contract, day))
+    if stored.error:
+        return DayOutcome(w.variety, day, **base, raw=stored.raw, no_data=no_data, error=f"QuestDBError: {stored.error}")
+    if fetched and stored.raw != store.frame_stats(w.frame):
+        return DayOutcome(w.variety, day, **base, raw=stored.raw, error=(
+            f"QuestDBError: {contract} {day}: the stored raw day differs from the provider's answer "
+            f"(stored {stored.raw.rows_total} rows, answer {w.frame.height})"))
+    raw = stored.raw if (steps.raw or steps.index) else None
+    index = None
+    if steps.index:
+        main = stored.main_l5 or DayStats()
+        index = main
+        if main.rows_total == 0:
+            # Follows the raw record: retried (and resolved) with the raw day.
+            no_data_writes.append(ledger.NoDataWrite(
+                symbol, day, "main_l5", f"no raw ticks for {contract}", resolved=False,
+                attempts=no_data.attempts if no_data else 1, next_retry=no_data.next_retry if no_data else None,
+                status=no_data.status if no_data else "retrying"))
+            open_no_data.add((symbol, day))
+        elif (symbol, day) in open_no_data:
+            no_data_writes.append(ledger.NoDataWrite(symbol, day, "main_l5", "data arrived on a later run", resolved=True))
+            open_no_data.discard((symbol, day))
+        mismatch = stored.raw_kept.differences(main)
+        if mismatch:
+            return DayOutcome(w.variety, day, **base, raw=raw, main_l5=main, no_data=no_data, error=(
+                f"ChainError: {symbol} {day}: main_l5 differs from the kept raw ticks of {contract}: {mismatch}"))
+    return DayOutcome(w.variety, day, **base, raw=raw, main_l5=stored.main_l5 if steps.main_l5 else None,
+                      index=index, no_data=no_data)
+
+
+def _record_no_data(qdb, contract: str, day: date, final: bool, open_no_data: set, now: datetime, max_retries: int,
+                    writes: list) -> NoData:
+    """An empty answer: recorded with its attempt count and the time to ask again (see domain.no_data)."""
+    reason = "provider returned no ticks" if final else "provider returned no ticks (day unfinished)"
+    attempts = (ledger.no_data_attempts(qdb, contract, day, "raw") if (contract, day) in open_no_data else 0) + 1
+    retry_at = next_retry(now, attempts, max_retries)
+    status = "retrying" if retry_at else "permanent"
+    if retry_at is None:
+        reason = permanent_reason(attempts, reason)
+    writes.append(ledger.NoDataWrite(contract, day, "raw", reason, resolved=False, attempts=attempts,
+                                     next_retry=retry_at, status=status))
+    open_no_data.add((contract, day))
+    return NoData(status, attempts, retry_at)
