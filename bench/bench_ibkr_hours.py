@@ -88,7 +88,8 @@ def _old_way_sample(sim: GatewaySim, contracts: list[OptionContract]) -> float:
     query = BarQuery(HOURS_SPEC, end=AS_OF)
     answered: list[float] = []
     with IBGatewaySession.open(settings) as session:
-        session.fetch_many(contracts, lambda c: (c, query), lambda _c, _r: answered.append(time.monotonic()))
+        for _ in session.fetch_all([(c, query) for c in contracts]):
+            answered.append(time.monotonic())
     return (answered[-1] - answered[0]) / max(1, len(answered) - 1)
 
 

@@ -37,9 +37,7 @@ def discovery(latency: float) -> dict[str, object]:
             settings = GatewaySettings(host=sim.host, port=sim.port, client_id=61, client_msg_rate=msg_rate,
                                        request_timeout_s=120.0, qualify_batch_size=100)
             with IBGatewaySession.open(settings) as session:
-                found: list[object] = []
-                session.discover_many([StockRef("SPY")], AS_OF.date(), lambda _s, r: found.append(r), 1, bounds,
-                                      AS_OF)
+                found = list(session.discover_all([StockRef("SPY")], AS_OF.date(), 1, bounds, AS_OF))
             result = found[0]
             assert not isinstance(result, Exception), result
             out[name] = {"requests": result.requests, "candidates": result.candidates,

@@ -189,3 +189,22 @@ def write_cache(cache_dir: Path, symbol: str, day: date, contracts: Sequence[Opt
         os.fsync(handle.fileno())
     tmp.replace(path)
     return path
+
+
+def find_contracts(cache_dir: Path, symbol: str, conids: Iterable[int]) -> dict[int, OptionContract]:
+    """The contracts with these conids from the symbol's caches, newest cache first (each file read
+    until all are found); an unreadable older cache is passed over."""
+    wanted = set(conids)
+    found: dict[int, OptionContract] = {}
+    for _, path in reversed(cache_files(cache_dir, symbol)):
+        if not wanted:
+            break
+        try:
+            contracts = read_cache(path, symbol)
+        except ContractsCacheError:
+            continue
+        for contract in contracts:
+            if contract.conid in wanted:
+                found[contract.conid] = contract
+                wanted.discard(contract.conid)
+    return found

@@ -2,7 +2,8 @@
 
 Layout: `state_dir/latest/<stage>/<SYMBOL>.json` =
 `{"symbol": str, "stage": str, "symbol_error": Entry | null, "contracts": {"<conid>": Entry}}` with
-Entry = `{"status", "window", "run_id", "at" (UTC ISO), "error"}`. The JSONL summaries stay the
+Entry = `{"status", "window", "run_id", "at" (UTC ISO), "error", "expiry", "through"}` (`through`: the last
+session through which the contract's data is complete, from its latest OK or EMPTY outcome). The JSONL summaries stay the
 audit log; this file is what resume, rerun and the counts read, so their cost follows the symbol
 being run, not the history on disk.
 """
@@ -13,37 +14,56 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from ghtrader_assets.domain.run_summary import Status, SummaryRecord
+from ghtrader_assets.domain.expiry import Coverage, ExpiryRule, coverage, is_served
+from ghtrader_assets.domain.run_summary import Status, SummaryRecord, window_session
 
 _CONTRACT_PURPOSES = frozenset({"bars", "discovery"})
 
 
 @dataclass(frozen=True)
 class Entry:
-    """The latest non-skipped outcome of one contract (or of the symbol itself)."""
+    """The latest non-skipped outcome of one contract (or of the symbol itself), the option's expiry
+    and the last session through which its data is complete (kept across later failures)."""
 
     status: Status
     window: str
     run_id: str
     at: str
     error: str | None = None
+    expiry: date | None = None
+    through: date | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"status": str(self.status), "window": self.window, "run_id": self.run_id, "at": self.at,
-                "error": self.error}
+                "error": self.error, "expiry": _day(self.expiry), "through": _day(self.through)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Entry:
         return cls(Status(data["status"]), data.get("window", ""), data.get("run_id", ""), data.get("at", ""),
-                   data.get("error"))
+                   data.get("error"), _parse_day(data.get("expiry")), _parse_day(data.get("through")))
 
     @classmethod
-    def of(cls, record: SummaryRecord) -> Entry:
+    def of(cls, record: SummaryRecord, before: Entry | None = None) -> Entry:
+        """The entry after `record`; `before` is the contract's earlier entry (its expiry and coverage)."""
         message = (record.error_message or "")[:300] or None  # the summary keeps the full text
-        return cls(record.status, record.window, record.run_id, record.recorded_at.isoformat(), message)
+        through = before.through if before else None
+        if record.status in (Status.OK, Status.EMPTY):  # EMPTY: IB has no trade in the window, still complete
+            covered = window_session(record.window)
+            through = max(through, covered) if through and covered else covered or through
+        return cls(record.status, record.window, record.run_id, record.recorded_at.isoformat(), message,
+                   record.expiry or (before.expiry if before else None), through)
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _parse_day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
 
 
 @dataclass
@@ -77,6 +97,15 @@ class SymbolStatus:
         whole = self.symbol_error is not None and self.symbol_error.status in wanted
         return whole, {c for c, e in self.contracts.items() if e.status in wanted}
 
+    def coverage(self, as_of: datetime, rule: ExpiryRule) -> Coverage:
+        """Expiry coverage of the contracts with a known expiry (see expiry.coverage)."""
+        return coverage(((c, e.expiry, e.through) for c, e in self.contracts.items() if e.expiry), as_of, rule)
+
+    def held(self, as_of: datetime, rule: ExpiryRule) -> dict[int, date]:
+        """Contracts the stage has requested before that IB still serves (conid -> expiry): followed
+        until their last session even when the latest cache or subset no longer lists them."""
+        return {c: e.expiry for c, e in self.contracts.items() if e.expiry and is_served(e.expiry, as_of, rule)}
+
     def counts(self, window: str | None = None) -> dict[str, int]:
         """Latest status counts over the contracts (of `window` when given; every status present)."""
         out = {str(s): 0 for s in Status}
@@ -98,7 +127,7 @@ def apply(state: SymbolStatus, record: SummaryRecord) -> bool:
     if record.purpose in _CONTRACT_PURPOSES:
         state.symbol_error = None
         if record.conid is not None:
-            state.contracts[record.conid] = Entry.of(record)
+            state.contracts[record.conid] = Entry.of(record, state.contracts.get(record.conid))
         return True
     return False
 
@@ -110,6 +139,24 @@ def fold(symbol: str, stage: str, records: Iterable[SummaryRecord]) -> SymbolSta
         if record.symbol == symbol and record.stage == stage:
             apply(state, record)
     return state
+
+
+def rerun_entries(records: Iterable[SummaryRecord],
+                  statuses: Iterable[Status] = (Status.ERR, Status.EMPTY)) -> dict[str, tuple[bool, set[int]]]:
+    """Per (stage, symbol) folded from `records` with the same rule as the state files: symbol ->
+    (rerun the whole symbol, conids to rerun), for latest outcomes in `statuses`; symbols with
+    nothing to rerun are left out."""
+    wanted = list(statuses)
+    grouped: dict[tuple[str, str], list[SummaryRecord]] = {}
+    for record in records:
+        grouped.setdefault((record.stage, record.symbol), []).append(record)
+    out: dict[str, tuple[bool, set[int]]] = {}
+    for (stage, symbol), recs in sorted(grouped.items()):
+        whole, conids = fold(symbol, stage, recs).failing(wanted)
+        if whole or conids:
+            prior = out.get(symbol, (False, set()))
+            out[symbol] = (prior[0] or whole, prior[1] | conids)
+    return out
 
 
 def status_dir(state_dir: Path, stage: str) -> Path:

@@ -54,7 +54,8 @@ class IBRun:
         return {k: v.value for k, v in event.materialization.metadata.items()}
 
     def records(self):
-        return read_stage_records(self.root / "state", "hours")
+        """The hours stage's records (not the per-run coverage records)."""
+        return [r for r in read_stage_records(self.root / "state", "hours") if r.purpose != "coverage"]
 
     def assert_all_bars_equal_truth(self) -> int:
         """The latest record of every contract is OK or EMPTY (truly no bars), and every OK file holds
