@@ -124,6 +124,7 @@ class SimUniverse:
         self._by_conid: dict[int, StockSpec | OptionSpec] = {}
         self._options: dict[tuple[str, date], list[OptionSpec]] = {}
         self._listed: dict[int, date] = {}
+        self._illiquid: dict[int, bool] = {}
         self._by_terms: dict[tuple[str, str, str, float], OptionSpec] = {}
         self._close_cache: dict[str, np.ndarray] = {}
         self._lock = threading.RLock()  # the gateway thread and test code share one universe
@@ -182,7 +183,9 @@ class SimUniverse:
                 for i, strike in enumerate(otm_first):
                     strike = round(strike, 4)
                     conid = option_conid(symbol, exp, right, strike)
-                    specs.append(OptionSpec(conid, symbol, exp, right, strike, "100", symbol, i < n_illiquid))
+                    # a contract's liquidity is fixed when first listed: strikes added later do not change it
+                    illiquid = self._illiquid.setdefault(conid, i < n_illiquid)
+                    specs.append(OptionSpec(conid, symbol, exp, right, strike, "100", symbol, illiquid))
                     self._listed[conid] = min(listed, self._listed.get(conid, listed))
         specs.sort(key=lambda o: (o.expiry, o.right, o.strike))
         for spec in specs:
