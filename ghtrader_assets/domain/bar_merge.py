@@ -71,6 +71,8 @@ def from_legacy(frame: pl.DataFrame, symbol: str, conid: int, bar_size: str, wha
     renames = {old: new for old, new in LEGACY_NAMES.items() if old in frame.columns and new not in frame.columns}
     frame = frame.rename(renames)
     ts = frame.schema["ts"]
+    if frame.height == 0:
+        return empty_bars()
     if isinstance(ts, pl.Date):
         stamp = pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("America/New_York")
     elif isinstance(ts, pl.Datetime):

@@ -131,3 +131,25 @@ def _last_session(spec: OptionSpec) -> date:
     while not cal.is_trading_day(day):
         day -= timedelta(days=1)
     return day
+
+
+def test_capture_schedule_runs_on_nyse_sessions_at_the_configured_time(monkeypatch) -> None:
+    import dagster as dg
+
+    from ghtrader_assets.defs.ibkr import build_ibkr_defs
+    from ghtrader_assets.defs.ibkr.schedules import capture_requests
+
+    monkeypatch.setenv("GHTRADER_IB_CAPTURE_TIME", "17:05")
+    defs = build_ibkr_defs()
+    (schedule,) = [s for s in defs.schedules or [] if s.name == "ibkr_daily_capture"]
+    assert schedule.cron_schedule == "5 17 * * 1-5" and schedule.execution_timezone == "America/New_York"
+    job = defs.resolve_job_def("ibkr_daily_capture")
+    assert {k.path[-1] for k in job.asset_layer.selected_asset_keys} == {"ibkr_hours_bars", "ibkr_minutes_bars"}
+    thanksgiving = datetime(2026, 11, 26, 17, 5, tzinfo=cal.NY)
+    assert isinstance(capture_requests(["SPY"], thanksgiving), dg.SkipReason)
+    (request,) = capture_requests(["SPY"], thanksgiving + timedelta(days=1))
+    assert request.partition_key == "SPY" and request.run_key == "capture|2026-11-27|SPY"
+    assert request.run_config["ops"]["ibkr_minutes_bars"]["config"] == {"capture": True}
+    monkeypatch.setenv("GHTRADER_IB_CAPTURE_TIME", "5pm")
+    with pytest.raises(ValueError, match="GHTRADER_IB_CAPTURE_TIME"):
+        build_ibkr_defs()
