@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from ghtrader_assets.domain.contracts_cache import OptionContract, write_cache
-from ghtrader_assets.domain.run_summary import Status, read_stage_records
-from ghtrader_assets.domain.universe import UniverseEntry, write_universe
+from ghtrader_assets.domain.contracts_cache import OptionContract
+from ghtrader_assets.domain.run_summary import Status
+from ghtrader_assets.domain.universe import UniverseEntry
+from ghtrader_assets.io.ibkr_state import read_stage_records, write_cache, write_universe
 from ghtrader_assets.sim.ib import DEFAULT_SYMBOLS, GatewayConfig, GatewaySim
 
 AS_OF = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)  # Friday 16:30 New York

@@ -9,11 +9,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ghtrader_assets.domain.contracts_cache import OptionContract, read_latest_cache
+from ghtrader_assets.domain.contracts_cache import OptionContract
 from ghtrader_assets.domain.option_subset import unexpired
 from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_stages import HOURS_SPEC, RunOptions, StoragePaths, run_bars, run_contracts
 from ghtrader_assets.io.ib_gateway import BarQuery, GatewaySettings, IBGatewaySession
+from ghtrader_assets.io.ibkr_state import read_latest_cache
 from ghtrader_assets.sim.ib import GatewayConfig, GatewaySim
 
 AS_OF = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)  # Friday after the close

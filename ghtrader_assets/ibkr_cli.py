@@ -10,24 +10,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ghtrader_assets.domain.latest_status import read_status, rebuild, rerun_entries, stored_symbols
-from ghtrader_assets.domain.run_summary import Status, read_records, read_stage_records
+from ghtrader_assets.domain.latest_status import rerun_entries
+from ghtrader_assets.domain.run_summary import Status
 from ghtrader_assets.domain.stage_table import BAR_STAGES, STAGE_TABLE, STAGES, StageDef
 from ghtrader_assets.domain.us_sessions import parse_end
-from ghtrader_assets.domain.universe import (
-    UniverseEntry,
-    UniverseError,
-    format_universe,
-    read_universe,
-    select_batch,
-    select_symbols,
-    write_universe,
-)
+from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, format_universe, select_batch, select_symbols
 from ghtrader_assets.ibkr_progress import progress_bar
 from ghtrader_assets.ibkr_settings import BY_NAME, SETTINGS, IBKRSettings, resolve
 from ghtrader_assets.ibkr_plan import SymbolPlan
 from ghtrader_assets.io.bar_store import import_legacy
 from ghtrader_assets.ibkr_stages import OVERLAP_DAYS, BarSpec, RunOptions, StageReport, StageRun, SubsetSpec, new_run_id
+from ghtrader_assets.io.ibkr_state import (
+    read_records,
+    read_stage_records,
+    read_status,
+    read_universe,
+    rebuild,
+    stored_symbols,
+    write_universe,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

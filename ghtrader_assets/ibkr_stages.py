@@ -11,28 +11,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from ghtrader_assets.domain.contracts_cache import (
-    ContractsCacheError,
-    OptionContract,
-    cache_path,
-    find_contracts,
-    read_latest_cache,
-    write_cache,
-)
+from ghtrader_assets.domain.contracts_cache import ContractsCacheError, OptionContract, cache_path
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
 from ghtrader_assets.domain.expiry import Coverage, ExpiryRule, served
-from ghtrader_assets.domain.latest_status import SymbolStatus, apply, read_status, write_status
+from ghtrader_assets.domain.latest_status import SymbolStatus, apply
 from ghtrader_assets.domain.option_subset import median_strike
 from ghtrader_assets.domain.outcome_check import OutcomeCheck, OutcomeThresholds, check_outcome
-from ghtrader_assets.domain.run_summary import (
-    Stage,
-    Status,
-    SummaryRecord,
-    SummaryWriter,
-    count_by_status,
-    summary_path,
-    window_key,
-)
+from ghtrader_assets.domain.run_summary import Stage, Status, SummaryRecord, count_by_status, summary_path, window_key
 from ghtrader_assets.domain.stage_table import REFERENCE_SPEC, BarSpec, StageDef, stage_def
 from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.domain.us_sessions import NEW_YORK, last_completed_session
@@ -57,6 +42,14 @@ from ghtrader_assets.io.ib_gateway import (
     IBGatewaySession,
     StockRef,
     completed_close,
+)
+from ghtrader_assets.io.ibkr_state import (
+    SummaryWriter,
+    find_contracts,
+    read_latest_cache,
+    read_status,
+    write_cache,
+    write_status,
 )
 
 __all__ = ["BarSpec", "RunOptions", "StageReport", "StageRun", "StoragePaths", "SubsetSpec", "new_run_id",

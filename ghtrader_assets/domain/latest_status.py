@@ -1,17 +1,15 @@
-"""Latest status per contract: a small per-(stage, symbol) state folded from summary records, rewritten atomically.
+"""Latest status per contract: a small per-(stage, symbol) state folded from summary records (stored by io/ibkr_state).
 
 Layout: `state_dir/latest/<stage>/<SYMBOL>.json` =
 `{"symbol": str, "stage": str, "symbol_error": Entry | null, "contracts": {"<conid>": Entry}}` with
 Entry = `{"status", "window", "run_id", "at" (UTC ISO), "error", "expiry", "through"}` (`through`: the last
-session through which the contract's data is complete, from its latest OK or EMPTY outcome). The JSONL summaries stay the
-audit log; this file is what resume, rerun and the counts read, so their cost follows the symbol
-being run, not the history on disk.
+session through which the contract's data is complete, from its latest OK or EMPTY outcome). The JSONL
+summaries stay the audit log; this file is what resume, rerun and the counts read, so their cost follows the
+symbol being run, not the history on disk.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -167,38 +165,3 @@ def status_dir(state_dir: Path, stage: str) -> Path:
 def status_path(state_dir: Path, stage: str, symbol: str) -> Path:
     """`state_dir/latest/<stage>/<SYMBOL>.json`."""
     return status_dir(state_dir, stage) / f"{symbol.upper()}.json"
-
-
-def read_status(state_dir: Path, stage: str, symbol: str) -> SymbolStatus:
-    """The stored state, empty when there is none; an unreadable file counts as empty (the JSONL
-    audit log can rebuild it: see `rebuild`)."""
-    path = status_path(state_dir, stage, symbol)
-    try:
-        return SymbolStatus.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError, TypeError):
-        return SymbolStatus(symbol.upper(), stage)
-
-
-def write_status(state_dir: Path, state: SymbolStatus) -> Path:
-    """Replace the state file atomically (temp file in the same directory, then rename)."""
-    path = status_path(state_dir, state.stage, state.symbol)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state.to_json(), separators=(",", ":")), encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def stored_symbols(state_dir: Path, stage: str) -> list[str]:
-    """Symbols with a state file in `stage`, sorted."""
-    directory = status_dir(state_dir, stage)
-    return sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
-
-
-def rebuild(state_dir: Path, stage: str, records: Iterable[SummaryRecord]) -> list[Path]:
-    """Rewrite every symbol's state of `stage` from summary records (e.g. after deleting `latest/`)."""
-    by_symbol: dict[str, list[SummaryRecord]] = {}
-    for record in records:
-        if record.stage == stage:
-            by_symbol.setdefault(record.symbol, []).append(record)
-    return [write_status(state_dir, fold(symbol, stage, recs)) for symbol, recs in sorted(by_symbol.items())]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -146,55 +144,9 @@ def summary_path(state_dir: Path, stage: Stage, run_id: str) -> Path:
     return summary_dir(state_dir, stage) / f"summary_{run_id}.jsonl"
 
 
-class SummaryWriter:
-    """Append-only JSONL writer; each record is flushed at once so a crash keeps what was done."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = path.open("a", encoding="utf-8")
-
-    def write(self, record: SummaryRecord) -> None:
-        self._handle.write(json.dumps(record.to_json(), separators=(",", ":")) + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
-
-    def __enter__(self) -> SummaryWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def read_records(paths: Iterable[Path]) -> list[SummaryRecord]:
-    """Records of the given JSONL files in recorded order; a torn last line (crash mid-write) is skipped."""
-    records: list[SummaryRecord] = []
-    for path in paths:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            try:
-                records.append(SummaryRecord.from_json(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, ValueError):
-                continue
-    return sorted(records, key=lambda r: r.recorded_at)
-
-
-def read_stage_records(state_dir: Path, stage: Stage) -> list[SummaryRecord]:
-    """Every record of every summary file of `stage`."""
-    directory = summary_dir(state_dir, stage)
-    return read_records(sorted(directory.glob("summary_*.jsonl"))) if directory.is_dir() else []
-
-
 def count_by_status(records: Iterable[SummaryRecord]) -> dict[str, int]:
     """Number of records per status (every status present, zero when absent)."""
     counts = {str(status): 0 for status in Status}
     for record in records:
         counts[str(record.status)] += 1
     return counts
-

@@ -18,12 +18,12 @@ from ghtrader_assets.defs.ibkr.assets import ibkr_contracts, ibkr_hours_bars, ib
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
 from ghtrader_assets.defs.ibkr.sensors import ibkr_universe_sync
 from ghtrader_assets.domain.bar_merge import BAR_SCHEMA
-from ghtrader_assets.domain.contracts_cache import OptionContract, read_latest_cache, write_cache
+from ghtrader_assets.domain.contracts_cache import OptionContract
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
 from ghtrader_assets.domain.option_subset import near_the_money, unexpired
 from ghtrader_assets.domain.latest_status import rerun_entries
-from ghtrader_assets.domain.run_summary import Status, read_stage_records
-from ghtrader_assets.domain.universe import UniverseEntry, write_universe
+from ghtrader_assets.domain.run_summary import Status
+from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_stages import (
     RunOptions,
     StageReport,
@@ -34,6 +34,7 @@ from ghtrader_assets.ibkr_stages import (
 )
 from ghtrader_assets.io.bar_store import bar_path
 from ghtrader_assets.io.ib_gateway import GatewaySettings
+from ghtrader_assets.io.ibkr_state import read_latest_cache, read_stage_records, write_cache, write_universe
 from ghtrader_assets.sim.demo import run_ibkr_demo
 from ghtrader_assets.sim.ib import GatewaySim
 from ghtrader_assets_tests.fixtures.ib_sim import SIM_AS_OF

@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
-from ghtrader_assets.domain.latest_status import read_status
 from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars, run_contracts
 from ghtrader_assets.io.bar_store import bar_path
 from ghtrader_assets.io.ib_gateway import GatewaySettings
+from ghtrader_assets.io.ibkr_state import read_status
 from ghtrader_assets.sim.ib import GatewaySim, OptionSpec, SimClock
 from ghtrader_assets.sim.ib import calendar as cal
 

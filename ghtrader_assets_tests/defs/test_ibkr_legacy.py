@@ -13,13 +13,12 @@ import polars as pl
 import pytest
 
 from ghtrader_assets.cli import main as cli_main
-from ghtrader_assets.domain.contracts_cache import read_latest_cache
-from ghtrader_assets.domain.latest_status import read_status
-from ghtrader_assets.domain.run_summary import Status, read_stage_records
-from ghtrader_assets.domain.universe import UniverseEntry, write_universe
+from ghtrader_assets.domain.run_summary import Status
+from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars, run_contracts
 from ghtrader_assets.io.bar_store import bar_path
 from ghtrader_assets.io.ib_gateway import GatewaySettings
+from ghtrader_assets.io.ibkr_state import read_latest_cache, read_stage_records, read_status, write_universe
 from ghtrader_assets.sim.ib import GatewaySim
 from ghtrader_assets.sim.ib import calendar as cal
 from ghtrader_assets_tests.fixtures.ib_sim import SIM_AS_OF

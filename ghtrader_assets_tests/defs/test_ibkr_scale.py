@@ -17,14 +17,14 @@ import pytest
 
 from ghtrader_assets.defs.ibkr.assets import ibkr_contracts, ibkr_hours_bars
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
-from ghtrader_assets.domain.contracts_cache import read_latest_cache
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
-from ghtrader_assets.domain.run_summary import Status, read_stage_records
-from ghtrader_assets.domain.universe import UniverseEntry, write_universe
+from ghtrader_assets.domain.run_summary import Status
+from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_cli import rerun_universe
 from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars, run_contracts
 from ghtrader_assets.io.bar_store import bar_path
 from ghtrader_assets.io.ib_gateway import GatewaySettings, GatewayUnavailableError, IBGatewaySession
+from ghtrader_assets.io.ibkr_state import read_latest_cache, read_stage_records, write_universe
 from ghtrader_assets.sim.ib import GatewaySim
 
 SATURDAY = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)

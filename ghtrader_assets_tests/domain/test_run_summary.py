@@ -9,15 +9,13 @@ from pathlib import Path
 from ghtrader_assets.domain.run_summary import (
     Status,
     SummaryRecord,
-    SummaryWriter,
     count_by_status,
-    read_records,
-    read_stage_records,
     summary_path,
     window_key,
     window_session,
 )
 from ghtrader_assets.domain.latest_status import rerun_entries
+from ghtrader_assets.io.ibkr_state import SummaryWriter, read_records, read_stage_records
 
 T0 = datetime(2026, 11, 21, 12, tzinfo=UTC)
 WINDOW = window_key("hours", "8 hours", "6 M", "TRADES", True, date(2026, 11, 20))

@@ -7,9 +7,10 @@ import dagster as dg
 from ghtrader_assets.defs.ibkr.partitions import ibkr_symbol_partitions
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource, ibkr_settings
 from ghtrader_assets.domain.stage_table import STAGE_TABLE, BarSpec, StageDef
-from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, check_symbol, read_universe
+from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, check_symbol
 from ghtrader_assets.domain.us_sessions import parse_end
 from ghtrader_assets.ibkr_stages import OVERLAP_DAYS, RunOptions, StageReport, StageRun, SubsetSpec
+from ghtrader_assets.io.ibkr_state import read_universe
 
 POOL = "ibkr_gateway"  # one step at a time talks to the gateway: `dagster instance concurrency set ibkr_gateway 1`
 GROUP = "ibkr"
