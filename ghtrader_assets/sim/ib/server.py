@@ -417,8 +417,8 @@ class GatewaySim:
         fields: list[object] = [req_id, self._stamp(start, fmt), self._stamp(min(end or now, now), fmt), len(bars)]
         for b in bars:
             fields += [self._stamp(b.time, fmt), b.open, b.high, b.low, b.close, b.volume, b.wap, b.count]
+        self.stats.bars_sent += len(bars)  # counted before the answer leaves, so a client never sees it first
         conn.send(wire.frame([*wire.REPLIES["historical_data"], *fields]))
-        self.stats.bars_sent += len(bars)
         await conn.writer.drain()
 
     def _cancel_historical(self, conn: _Conn, m: dict[str, str]) -> None:
