@@ -4,6 +4,7 @@ capture every contract's stored bars reach its last session and equal the simula
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from ghtrader_assets.cli import main as cli_main
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
 from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars, run_contracts
@@ -114,6 +116,10 @@ def test_a_month_weekend_only_loses_the_last_week_the_capture_keeps_every_bar(mo
             missing += sum(1 for t in truth(weekend_sim, spec, bar_size, duration) if have and t > have[-1])
         assert truncated > 0.8 * len(expired) and lost >= truncated and missing > 0
         figures[stage] = (len(expired), truncated, lost, missing)
+        assert cli_main(["ibkr", "coverage", "--stage", stage, "--state-dir", str(weekend.state_dir), "--end",
+                         END.replace(tzinfo=None).isoformat(), "--json"]) == 0  # no zone: New York
+        shown = json.loads(capsys.readouterr().out)[stage]["SPY"]
+        assert (shown["truncated_by_expiry"], shown["lost_sessions"]) == (truncated, lost)
     with capsys.disabled():
         for stage, (n, truncated, lost, missing) in figures.items():
             print(f"\n{stage}: weekend only: {truncated} of {n} expired contracts truncated by expiry, {lost} "
