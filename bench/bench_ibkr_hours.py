@@ -9,11 +9,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ghtrader_assets.domain.contracts_cache import OptionContract, read_latest_cache
+from ghtrader_assets.domain.contracts_cache import OptionContract
 from ghtrader_assets.domain.option_subset import unexpired
 from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_stages import HOURS_SPEC, RunOptions, StoragePaths, run_bars, run_contracts
 from ghtrader_assets.io.ib_gateway import BarQuery, GatewaySettings, IBGatewaySession
+from ghtrader_assets.io.ibkr_state import read_latest_cache
 from ghtrader_assets.sim.ib import GatewayConfig, GatewaySim
 
 AS_OF = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)  # Friday after the close
@@ -88,7 +89,8 @@ def _old_way_sample(sim: GatewaySim, contracts: list[OptionContract]) -> float:
     query = BarQuery(HOURS_SPEC, end=AS_OF)
     answered: list[float] = []
     with IBGatewaySession.open(settings) as session:
-        session.fetch_many(contracts, lambda c: (c, query), lambda _c, _r: answered.append(time.monotonic()))
+        for _ in session.fetch_all([(c, query) for c in contracts]):
+            answered.append(time.monotonic())
     return (answered[-1] - answered[0]) / max(1, len(answered) - 1)
 
 

@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
-from ghtrader_assets.domain.latest_status import SymbolStatus, apply, read_status, write_status
-from ghtrader_assets.domain.run_summary import Status, SummaryRecord, SummaryWriter, read_stage_records, summary_path
+from ghtrader_assets.domain.latest_status import SymbolStatus, apply
+from ghtrader_assets.domain.run_summary import Status, SummaryRecord, summary_path
 from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_cli import rerun_universe
 from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars, run_contracts
 from ghtrader_assets.io.ib_gateway import GatewaySettings, IBGatewaySession, StockRef
+from ghtrader_assets.io.ibkr_state import SummaryWriter, read_stage_records, read_status, write_status
 from ghtrader_assets.sim.ib import GatewayConfig, GatewaySim
 
 AS_OF = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)  # Friday after the close
@@ -37,9 +38,7 @@ def discovery(latency: float) -> dict[str, object]:
             settings = GatewaySettings(host=sim.host, port=sim.port, client_id=61, client_msg_rate=msg_rate,
                                        request_timeout_s=120.0, qualify_batch_size=100)
             with IBGatewaySession.open(settings) as session:
-                found: list[object] = []
-                session.discover_many([StockRef("SPY")], AS_OF.date(), lambda _s, r: found.append(r), 1, bounds,
-                                      AS_OF)
+                found = list(session.discover_all([StockRef("SPY")], AS_OF.date(), 1, bounds, AS_OF))
             result = found[0]
             assert not isinstance(result, Exception), result
             out[name] = {"requests": result.requests, "candidates": result.candidates,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
+from ghtrader_assets.domain.expiry import ExpiryRule
 from ghtrader_assets.domain.outcome_check import OutcomeThresholds
 from ghtrader_assets.io.ib_gateway import GatewaySettings
 
@@ -33,15 +34,25 @@ class StoragePaths:
         return self.state_dir / "contracts_cache"
 
 
+DISCOVERY = ("contracts",)
+BAR_STAGES = ("hours", "minutes")  # the bar stages of stage_table (a new one is added here too)
+SCHEDULE_ONLY: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One setting: field `name` of dataclass `section`, its environment variable and CLI flag."""
+    """One setting: field `name` of dataclass `section`, its environment variable and CLI flag, and
+    the stages whose command takes the flag (None: every stage; () the schedule only)."""
 
     name: str
     section: type
     env: str
     flag: str
     help: str
+    stages: tuple[str, ...] | None = None
+
+    def applies_to(self, stage: str) -> bool:
+        return self.stages is None or stage in self.stages
 
     @property
     def default(self) -> Any:
@@ -73,7 +84,7 @@ class Setting:
         return f"{self.help} (env {self.env}; default {self.config_default!r})"
 
 
-G, D, S, T = GatewaySettings, DiscoveryBounds, StoragePaths, OutcomeThresholds
+G, D, S, T, E = GatewaySettings, DiscoveryBounds, StoragePaths, OutcomeThresholds, ExpiryRule
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", G, "IB_HOST", "--host", "gateway host"),
     Setting("port", G, "IB_PORT", "--port", "gateway API port (paper 4002)"),
@@ -96,24 +107,34 @@ SETTINGS: tuple[Setting, ...] = (
             "first shared pacing pause, s (doubles up to 60 s)"),
     Setting("client_msg_rate", G, "GHTRADER_IB_MSG_RATE", "--msg-rate",
             "ib_insync messages/s throttle, bounds discovery's qualify calls (0 = off, simulator only)"),
-    Setting("qualify_batch_size", G, "GHTRADER_IB_QUALIFY_BATCH", "--qualify-batch", "contracts per qualify call"),
+    Setting("qualify_batch_size", G, "GHTRADER_IB_QUALIFY_BATCH", "--qualify-batch", "contracts per qualify call",
+            DISCOVERY),
     Setting("moneyness", D, "GHTRADER_IB_MONEYNESS", "--moneyness",
-            "discovery band: strikes within close x (1 +/- moneyness)"),
+            "discovery band: strikes within close x (1 +/- moneyness)", DISCOVERY),
     Setting("horizon_months", D, "GHTRADER_IB_HORIZON_MONTHS", "--horizon-months",
-            "discovery: expiries up to this many months ahead"),
+            "discovery: expiries up to this many months ahead", DISCOVERY),
     Setting("expiry_types", D, "GHTRADER_IB_EXPIRY_TYPES", "--expiry-types",
-            "discovery: comma list of weekly, monthly, quarterly"),
-    Setting("weekly_days", D, "GHTRADER_IB_WEEKLY_DAYS", "--weekly-days", "discovery: weeklies only within N days"),
+            "discovery: comma list of weekly, monthly, quarterly", DISCOVERY),
+    Setting("weekly_days", D, "GHTRADER_IB_WEEKLY_DAYS", "--weekly-days", "discovery: weeklies only within N days",
+            DISCOVERY),
     Setting("max_strikes", D, "GHTRADER_IB_MAX_STRIKES", "--max-strikes",
-            "discovery: strikes per (expiry, right), nearest the close"),
+            "discovery: strikes per (expiry, right), nearest the close", DISCOVERY),
     Setting("trading_class", D, "GHTRADER_IB_TRADING_CLASS", "--trading-class",
-            "discovery chain: symbol (own class, else richest), richest, or all"),
+            "discovery chain: symbol (own class, else richest), richest, or all", DISCOVERY),
     Setting("data_root", S, "GHTRADER_IB_DATA_ROOT", "--data-root", "Parquet root"),
     Setting("scope", S, "GHTRADER_IB_SCOPE", "--scope", "historical_bars_<scope>"),
     Setting("state_dir", S, "GHTRADER_STATE_DIR", "--state-dir", "caches, summaries and latest status"),
     Setting("universe", S, "GHTRADER_IB_UNIVERSE", "--universe", "universe CSV (symbol,conid)"),
     Setting("discovery_workers", S, "GHTRADER_IB_DISCOVERY_WORKERS", "--discovery-workers",
-            "symbols discovered at once"),
+            "symbols discovered at once", DISCOVERY),
+    Setting("served_hours_after_close", E, "GHTRADER_IB_SERVED_HOURS_AFTER_CLOSE", "--served-hours-after-close",
+            "hours after 16:00 New York on its expiry day that IB still serves an option (0..8; 8 = end of day)",
+            BAR_STAGES),
+    Setting("capture_time", E, "GHTRADER_IB_CAPTURE_TIME", "--capture-time",
+            "New York HH:MM of the daily capture schedule on each NYSE session", SCHEDULE_ONLY),
+    Setting("capture_lead_days", E, "GHTRADER_IB_CAPTURE_LEAD_DAYS", "--capture-lead-days",
+            "the capture also takes contracts expiring within N days (0: those before the next weekend run)",
+            BAR_STAGES),
     Setting("max_err_share", T, "GHTRADER_IB_MAX_ERR_SHARE", "--max-err-share",
             "a symbol fails when more than this share of its contracts ends ERR"),
     Setting("max_empty_share", T, "GHTRADER_IB_MAX_EMPTY_SHARE", "--max-empty-share",
@@ -130,6 +151,7 @@ class IBKRSettings:
     discovery: DiscoveryBounds
     paths: StoragePaths
     thresholds: OutcomeThresholds
+    expiry: ExpiryRule
 
 
 def parse(setting: Setting, raw: Any, source: str = "config") -> Any:
@@ -154,7 +176,7 @@ def resolve(values: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
     environment variable."""
     values = values or {}
     environ = os.environ if environ is None else environ
-    chosen: dict[type, dict[str, Any]] = {G: {}, D: {}, S: {}, T: {}}
+    chosen: dict[type, dict[str, Any]] = {G: {}, D: {}, S: {}, T: {}, E: {}}
     for setting in SETTINGS:
         raw = values.get(setting.name)
         source = "config"

@@ -4,76 +4,60 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import polars as pl
-
-from ghtrader_assets.domain.bar_merge import fetch_duration
-from ghtrader_assets.domain.contracts_cache import (
-    ContractsCacheError,
-    OptionContract,
-    cache_path,
-    read_latest_cache,
-    write_cache,
-)
+from ghtrader_assets.domain.contracts_cache import ContractsCacheError, OptionContract, cache_path
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
-from ghtrader_assets.domain.latest_status import SymbolStatus, apply, read_status, write_status
-from ghtrader_assets.domain.option_subset import median_strike, near_the_money, unexpired
-from ghtrader_assets.domain.outcome_check import OutcomeCheck, OutcomeThresholds, check_outcome
-from ghtrader_assets.domain.run_summary import (
-    Stage,
-    Status,
-    SummaryRecord,
-    SummaryWriter,
-    count_by_status,
-    summary_path,
-    window_key,
-)
+from ghtrader_assets.domain.expiry import ExpiryRule, served
+from ghtrader_assets.domain.option_subset import median_strike
+from ghtrader_assets.domain.outcome_check import OutcomeThresholds
+from ghtrader_assets.domain.run_summary import Status, SummaryRecord, summary_path, window_key
 from ghtrader_assets.domain.stage_table import REFERENCE_SPEC, BarSpec, StageDef, stage_def
 from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.domain.us_sessions import NEW_YORK, last_completed_session
+from ghtrader_assets.ibkr_plan import (
+    CLOSE_SOURCE,
+    FALLBACK_SOURCE,
+    PlannedRequest,
+    SubsetSpec,
+    SymbolPlan,
+    choose_contracts,
+    plan_requests,
+)
+from ghtrader_assets.ibkr_report import Listener, Recorder, StageReport, SymbolOutcome, new_run_id
 from ghtrader_assets.ibkr_settings import StoragePaths
-from ghtrader_assets.io.bar_store import bar_path, last_stored_ts, merge_into
+from ghtrader_assets.io.bar_store import bar_path, merge_into, stored_extent
 from ghtrader_assets.io.ib_gateway import (
     BarFetch,
     BarQuery,
     Discovery,
     GatewaySettings,
-    GatewayStats,
     GatewayUnavailableError,
     IBGatewaySession,
     StockRef,
     completed_close,
 )
+from ghtrader_assets.io.ibkr_state import find_contracts, read_latest_cache, write_cache
 
-__all__ = ["BarSpec", "RunOptions", "StageReport", "StageRun", "StoragePaths", "SubsetSpec", "new_run_id",
-           "run_bars", "run_contracts"]
+__all__ = ["BarSpec", "RunOptions", "StageReport", "StageRun", "StoragePaths", "SubsetSpec", "SymbolOutcome",
+           "new_run_id", "run_bars", "run_contracts"]
 log = logging.getLogger(__name__)
 HOURS_SPEC = stage_def("hours").spec
 MINUTES_SPEC = stage_def("minutes").spec
-FALLBACK_SOURCE = "median strike (no underlying close)"
-
-
-@dataclass(frozen=True)
-class SubsetSpec:
-    """Near-the-money subset: the first `expiries` unexpired expiries, `strikes_per_right` strikes
-    per (expiry, right) nearest the reference price."""
-
-    expiries: int = 2
-    strikes_per_right: int = 5
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """`end` None means now (the gateway's clock); `only_conids` restricts the listed symbols to
-    those contracts (rerun of specific failures; unlisted symbols keep all); `overlap` is
-    re-fetched before the last stored bar."""
+    """`end` None means now; `only_conids` restricts the listed symbols to those contracts (rerun of
+    specific failures; unlisted symbols keep all); `overlap` is re-fetched before the last stored
+    bar; `capture`: only the contracts about to expire (the daily capture, expiry.capture_set);
+    `require_close`: a subset stage without the underlying's close fails the symbol instead of
+    centring on the median strike (--no-skip-underlying-close)."""
 
     run_id: str = field(default_factory=lambda: new_run_id())
     end: datetime | None = None
@@ -82,167 +66,17 @@ class RunOptions:
     incremental: bool = True
     overlap: timedelta = timedelta(days=3)
     only_conids: Mapping[str, frozenset[int]] | None = None
+    capture: bool = False
+    require_close: bool = False
 
 
 OVERLAP_DAYS: float = RunOptions.overlap / timedelta(days=1)  # the default overlap as the CLI and config give it
 
 
-@dataclass
-class SymbolOutcome:
-    """Per-symbol result of a stage: counts by status, bars written, a symbol-level error, the
-    outcome check, and for discovery the band centre, candidates and gateway requests."""
-
-    symbol: str
-    counts: dict[str, int] = field(default_factory=lambda: count_by_status(()))
-    requests: int = 0
-    bars: int = 0
-    planned: int = 0
-    error: str | None = None
-    cache_path: str | None = None
-    reference_price: float | None = None
-    reference_source: str | None = None
-    paths: list[str] = field(default_factory=list)
-    discovery_requests: int = 0
-    discovery_s: float = 0.0
-    candidates: int = 0
-    latest: dict[str, int] = field(default_factory=dict)
-    check: OutcomeCheck | None = None
-
-    def line(self) -> str:
-        """One log line."""
-        counts = " ".join(f"{k}={v}" for k, v in self.counts.items())
-        text = f"{self.symbol}: {counts} requests={self.requests} bars={self.bars}"
-        if self.candidates:
-            text += f" candidates={self.candidates} discovery_requests={self.discovery_requests} " \
-                    f"discovery={self.discovery_s:.1f}s"
-        if self.reference_price is not None:
-            text += f" ref={self.reference_price:g} ({self.reference_source})"
-        if self.check is not None and not self.check.passed:
-            text += f" check failed: {self.check.message}"
-        return text + (f" error: {self.error}" if self.error else "")
-
-
-@dataclass
-class StageReport:
-    """Result of one stage run over a list of symbols."""
-
-    stage: Stage
-    run_id: str
-    summary_path: Path
-    dry_run: bool = False
-    symbols: dict[str, SymbolOutcome] = field(default_factory=dict)
-    gateway: GatewayStats = field(default_factory=GatewayStats)
-    elapsed_s: float = 0.0
-
-    @property
-    def counts(self) -> dict[str, int]:
-        total = count_by_status(())
-        for outcome in self.symbols.values():
-            for status, n in outcome.counts.items():
-                total[status] += n
-        return total
-
-    @property
-    def requests(self) -> int:
-        return sum(o.requests for o in self.symbols.values())
-
-    @property
-    def bars(self) -> int:
-        return sum(o.bars for o in self.symbols.values())
-
-    @property
-    def failed_symbols(self) -> list[str]:
-        """Symbols with a symbol-level error."""
-        return sorted(s for s, o in self.symbols.items() if o.error)
-
-    @property
-    def failed_checks(self) -> list[str]:
-        """Symbols whose ERR or EMPTY share exceeds its threshold."""
-        return sorted(s for s, o in self.symbols.items() if o.check is not None and not o.check.passed)
-
-    @property
-    def ok(self) -> bool:
-        """The rule of the asset check and the CLI exit code: no symbol-level error, no failed check."""
-        return not self.failed_symbols and not self.failed_checks
-
-
-def new_run_id() -> str:
-    """`cli-YYYYmmddTHHMMSSZ-xxxxxx`: sortable by start time, unique enough across hosts."""
-    return f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-
-
-# Told of every summary record once it is counted, with the report so far (progress displays).
-Listener = Callable[[SummaryRecord, StageReport], None]
-
-
-class _Recorder:
-    """Writes summary records (the audit log), folds them into the per-symbol latest status (the
-    state resume and rerun read, rewritten after each record) and into per-symbol outcomes."""
-
-    def __init__(self, report: StageReport, state_dir: Path, listener: Listener | None = None) -> None:
-        self.report = report
-        self.state_dir = state_dir
-        self.listener = listener
-        self.writer = None if report.dry_run else SummaryWriter(report.summary_path)
-        self._lock = threading.Lock()  # records arrive from the session's worker threads
-        self._status: dict[str, SymbolStatus] = {}
-
-    def status(self, symbol: str) -> SymbolStatus:
-        """The symbol's latest status in this stage (read once per run)."""
-        with self._lock:
-            return self._state(symbol)
-
-    def _state(self, symbol: str) -> SymbolStatus:
-        if symbol not in self._status:
-            self._status[symbol] = read_status(self.state_dir, self.report.stage, symbol)
-        return self._status[symbol]
-
-    def outcome(self, symbol: str) -> SymbolOutcome:
-        return self.report.symbols.setdefault(symbol, SymbolOutcome(symbol))
-
-    def add(self, record: SummaryRecord) -> None:
-        with self._lock:
-            self._add(record)
-            if self.listener is not None:
-                self.listener(record, self.report)
-
-    def _add(self, record: SummaryRecord) -> None:
-        if self.writer is not None:
-            self.writer.write(record)
-            state = self._state(record.symbol)
-            if apply(state, record):
-                write_status(self.state_dir, state)
-        outcome = self.outcome(record.symbol)
-        if record.purpose != "reference":  # the reference close is auxiliary, not a stage outcome
-            outcome.counts[str(record.status)] += 1
-        if record.purpose == "symbol":
-            outcome.error = record.error_message
-        elif record.status is not Status.SKIPPED:
-            outcome.requests += 1
-        if record.status is Status.OK and record.purpose == "bars":
-            outcome.bars += record.bars
-            if record.output_path:
-                outcome.paths.append(record.output_path)
-
-    def finish(self, window: str, thresholds: OutcomeThresholds) -> None:
-        """Latest counts of the window and the outcome check of every symbol run. The check judges
-        the symbol's latest status over every contract attempted in this window (a rerun of three
-        failures is judged with the contracts that were OK before); a dry run judges its own counts."""
-        for symbol, outcome in self.report.symbols.items():
-            outcome.latest = self.status(symbol).counts(window)
-            counts = outcome.counts if self.report.dry_run else outcome.latest
-            if outcome.error is None:
-                outcome.check = check_outcome(counts, thresholds)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 class StageRun:
-    """One stage over a list of symbols: the stage's table entry, settings, the resume window and
-    the recorder, held once instead of being passed from helper to helper. `listener` is told of
-    every summary record (progress displays)."""
+    """One stage over a list of symbols: plan (caches, state, stored extents and reference prices
+    read; ibkr_plan chooses contracts and requests; a dry run stops here), then execute (the
+    gateway's results consumed in request order, each merged into its file and recorded)."""
 
     def __init__(
         self,
@@ -255,6 +89,7 @@ class StageRun:
         discovery: DiscoveryBounds | None = None,
         thresholds: OutcomeThresholds | None = None,
         listener: Listener | None = None,
+        expiry: ExpiryRule | None = None,
     ) -> None:
         self.stage = stage
         self.gateway = gateway
@@ -264,15 +99,17 @@ class StageRun:
         self.subset = subset or SubsetSpec()
         self.discovery = discovery or DiscoveryBounds()
         self.thresholds = thresholds or OutcomeThresholds()
+        self.expiry = expiry or ExpiryRule()
         self.now = (self.options.end or datetime.now(UTC)).astimezone(UTC)
         self.session_day = last_completed_session(self.now)
         self.window = (f"contracts|{self.session_day.isoformat()}" if self.spec is None else
                        window_key(stage.name, self.spec.bar_size, self.spec.duration, self.spec.what,
                                   self.spec.use_rth, self.session_day))
         self.report = StageReport(stage.name, self.options.run_id,
+                                  None if self.options.dry_run else
                                   summary_path(paths.state_dir, stage.name, self.options.run_id),
                                   self.options.dry_run)
-        self.recorder = _Recorder(self.report, paths.state_dir, listener)
+        self.recorder = Recorder(self.report, paths.state_dir, listener)
 
     # ---- shared pieces
     def record(self, purpose: str, symbol: str, status: Status, **fields: object) -> None:
@@ -300,7 +137,7 @@ class StageRun:
                 self._contracts(entries)
             else:
                 self._bars(entries)
-            self.recorder.finish(self.window, self.thresholds)
+            self.recorder.finish(self.window, self.thresholds, self.now, self.expiry)
             return self.report
         finally:
             self.recorder.close()
@@ -329,8 +166,11 @@ class StageRun:
             return
         with session:
             today = self.now.astimezone(NEW_YORK).date()
-            session.discover_many([StockRef(e.symbol, e.conid) for e in todo], today, self._discovered,
-                                  self.paths.discovery_workers, self.discovery, self.options.end)
+            stocks = [StockRef(e.symbol, e.conid) for e in todo]
+            found = session.discover_all(stocks, today, self.paths.discovery_workers, self.discovery,
+                                         self.options.end)
+            for stock, result in zip(stocks, found, strict=True):
+                self._discovered(stock, result)
             self.report.gateway = session.stats
 
     def _discovered(self, stock: StockRef, found: Discovery | Exception) -> None:
@@ -360,162 +200,179 @@ class StageRun:
 
     # ---- bar stages
     def _bars(self, entries: Sequence[UniverseEntry]) -> None:
-        """Bars of every unexpired cached contract or of the near-the-money subset, merged into
-        Parquet, one summary record per request. Contracts whose latest status is OK for this
-        window are SKIPPED unless forced. A missing or malformed cache is a symbol-level ERR,
-        never an implicit rebuild."""
-        chains = self._live_contracts(entries)
-        if not chains:
+        """Plan every symbol, then (unless a dry run) request and store. A missing or malformed cache
+        is a symbol-level ERR, never an implicit rebuild."""
+        loaded = self._load(entries)
+        if not loaded:
             return
         problem = None if self.options.dry_run else _unwritable(self.paths.data_root)
         if problem:
-            for symbol in chains:
+            for symbol in loaded:
                 self.symbol_error(symbol, problem)
             return
         session = None
-        if not self.options.dry_run:
-            session = self.open_session(list(chains))
-            if session is None:
-                return
+        if (not self.options.dry_run or self.stage.needs_reference):
+            # a dry run of a subset stage asks the gateway for the reference closes only, so it prints
+            # the subset a real run would pick
+            try:
+                session = IBGatewaySession.open(self.gateway)
+            except GatewayUnavailableError as exc:
+                if not self.options.dry_run:
+                    for symbol in loaded:
+                        self.symbol_error(symbol, str(exc))
+                    return
+                log.warning("dry run without reference closes: %s", exc)
         try:
-            if self.stage.needs_reference:
-                self._reference_prices(session, chains)
-            jobs: list[OptionContract] = []
-            for symbol, (_, live) in chains.items():
-                jobs += self._plan_jobs(symbol, self._subset(symbol, live))
-            if session is not None:
-                session.fetch_many(jobs, self._plan_request, self._store)
-                self.report.gateway = session.stats
+            references = self._reference_prices(session, loaded) if self.stage.needs_reference else {}
+            plans = [self._plan(symbol, cached, references.get(symbol)) for symbol, cached in loaded.items()]
+            for plan in plans:
+                outcome = self.recorder.outcome(plan.symbol)
+                outcome.plan = plan
+                outcome.reference_price, outcome.reference_source = plan.reference_price, plan.reference_source
+                if plan.error:
+                    self.symbol_error(plan.symbol, plan.error)
+                    continue
+                outcome.planned += len(plan.requests)
+                for contract in plan.skipped:
+                    self._bars_record(contract, Status.SKIPPED, error_message="already OK for this window")
+            if session is not None and not self.options.dry_run:
+                self._execute([r for p in plans if not p.error for r in p.requests], session)
         finally:
             if session is not None:
+                self.report.gateway = session.stats
                 session.close()
 
-    def _subset(self, symbol: str, live: tuple[OptionContract, ...]) -> Sequence[OptionContract]:
-        price = self.recorder.outcome(symbol).reference_price
-        if self.stage.subset == "near_the_money" and price is not None:
-            return near_the_money(live, self.now, price, self.subset.expiries, self.subset.strikes_per_right)
-        return live
-
-    def _live_contracts(
-        self, entries: Sequence[UniverseEntry]
-    ) -> dict[str, tuple[UniverseEntry, tuple[OptionContract, ...]]]:
-        """Unexpired contracts of each symbol's latest cache (restricted by options.only_conids); a
-        missing, malformed or fully expired cache is a symbol-level ERR."""
-        chains: dict[str, tuple[UniverseEntry, tuple[OptionContract, ...]]] = {}
+    def _load(self, entries: Sequence[UniverseEntry]) -> dict[str, tuple[UniverseEntry, Path, tuple[OptionContract, ...]]]:
+        """Each symbol's latest cache; a missing or malformed one is a symbol-level ERR."""
+        loaded = {}
         for entry in entries:
             try:
-                cache, contracts = read_latest_cache(self.paths.cache_dir, entry.symbol)
+                path, contracts = read_latest_cache(self.paths.cache_dir, entry.symbol)
             except ContractsCacheError as exc:
                 self.symbol_error(entry.symbol, str(exc))
                 continue
-            self.recorder.outcome(entry.symbol).cache_path = str(cache)
-            live = unexpired(contracts, self.now)
-            if not live:
-                self.symbol_error(entry.symbol, f"{cache}: every contract has expired; run the contracts stage")
-                continue
-            wanted = (self.options.only_conids or {}).get(entry.symbol)
-            if wanted is not None:
-                live = tuple(c for c in live if c.conid in wanted)
-            chains[entry.symbol] = (entry, live)
-        return chains
+            self.recorder.outcome(entry.symbol).cache_path = str(path)
+            loaded[entry.symbol] = (entry, path, contracts)
+        return loaded
+
+    def _plan(self, symbol: str, cached: tuple[UniverseEntry, Path, tuple[OptionContract, ...]],
+              reference: tuple[float | None, str] | None) -> SymbolPlan:
+        """Read what the pure planner needs (the symbol's state file, the held contracts' terms, the
+        stored files' footers) and plan (ibkr_plan)."""
+        assert self.spec is not None
+        _, path, contracts = cached
+        plan = SymbolPlan(symbol, path, cache_day(path))
+        if reference is not None:
+            plan.reference_price, plan.reference_source = reference
+            if plan.reference_price is None:
+                plan.error = plan.reference_source
+                return plan
+        status = self.recorder.status(symbol)
+        listed = {c.conid for c in contracts}
+        held_ids = [c for c in status.held(self.now, self.expiry) if c not in listed]
+        held = tuple(find_contracts(self.paths.cache_dir, symbol, held_ids).values()) if held_ids else ()
+        only = (self.options.only_conids or {}).get(symbol)
+        if not served(contracts, self.now, self.expiry) and not held:
+            plan.error = f"{path}: every contract has expired; run the contracts stage"
+            return plan
+        plan.chosen = choose_contracts(self.stage, contracts, held, self.now, self.expiry, self.subset,
+                                       plan.reference_price, self.options.capture, only)
+        plan.held = sum(1 for c in plan.chosen if c.conid not in listed)
+        done = set() if self.options.force else status.ok_conids(self.window)
+        extents = {}
+        for contract in plan.chosen:
+            extents[contract.conid] = extent = stored_extent(self._target(contract))
+            if contract.conid in done and extent.broken:
+                log.warning("%s: OK in an earlier run but now unreadable (%s): fetching it again",
+                            self._target(contract), extent.broken)
+        plan.requests, plan.skipped = plan_requests(plan.chosen, self.spec, done, extents, self.now,
+                                                    self.options.incremental, self.options.overlap, self._target)
+        return plan
+
+    def _execute(self, requests: Sequence[PlannedRequest], session: IBGatewaySession) -> None:
+        """Request every planned contract and store each answer, in request order, in this thread."""
+        assert self.spec is not None
+        queries = [(r.contract, BarQuery(replace(self.spec, duration=r.duration), self.options.end))
+                   for r in requests]
+        for request, result in zip(requests, session.fetch_all(queries), strict=True):
+            self._store(request, result)
 
     def _target(self, contract: OptionContract) -> Path:
         assert self.spec is not None
         return bar_path(self.paths.data_root, self.paths.scope, contract.symbol, contract.conid, self.spec.what,
                         self.spec.bar_size)
 
-    def _plan_jobs(self, symbol: str, chosen: Sequence[OptionContract]) -> list[OptionContract]:
-        """Contracts to request: those whose latest status is OK for this window are SKIPPED unless
-        forced (the symbol's state file only: no history read)."""
-        done = set() if self.options.force else self.recorder.status(symbol).ok_conids(self.window)
-        jobs: list[OptionContract] = []
-        for contract in chosen:
-            if contract.conid in done and not _stored_file_broken(self._target(contract)):
-                self._bars_record(contract, Status.SKIPPED, error_message="already OK for this window")
-            else:
-                self.recorder.outcome(symbol).planned += 1
-                jobs.append(contract)
-        return jobs
-
-    def _plan_request(self, contract: OptionContract) -> tuple[OptionContract, BarQuery]:
-        assert self.spec is not None
-        last = last_stored_ts(self._target(contract)) if self.options.incremental else None
-        duration = fetch_duration(self.spec.duration, self.now, last, self.options.overlap)
-        return contract, BarQuery(replace(self.spec, duration=duration), self.options.end)
-
-    def _store(self, contract: OptionContract, result: BarFetch) -> None:
+    def _store(self, request: PlannedRequest, result: BarFetch) -> None:
         """Merge one answer into its Parquet file (under the file's lock) and record the outcome."""
-        common = {"duration": result.query.spec.duration if result.query else None, "elapsed_s": result.elapsed_s,
-                  "attempts": result.attempts}
+        contract = request.contract
+        common = {"duration": request.duration, "elapsed_s": result.elapsed_s, "attempts": result.attempts}
         if result.status is not Status.OK:
             self._bars_record(contract, result.status, error_code=result.error_code,
-                              error_message=result.error_message, **common)
+                              error_message=_explain(contract, result, self.now), **common)
             return
-        path = self._target(contract)
         try:
-            stored = merge_into(path, result.bars, self.options.incremental)
+            stored = merge_into(request.target, result.bars, self.options.incremental)
         except Exception as exc:  # one contract's local failure (disk, file system) must not end the run
             log.exception("%s %s: storing bars failed", contract.symbol, contract.conid)
             self._bars_record(contract, Status.ERR, error_message=f"store failed: {type(exc).__name__}: {exc}",
                               **common)
             return
-        note = None
+        notes = [request.note] if request.note else []
         if stored.quarantined is not None:
-            note = f"unreadable file moved aside to {stored.quarantined}: {stored.quarantine_reason}"
-            log.warning("%s", note)
+            notes.append(f"unreadable file moved aside to {stored.quarantined}: {stored.quarantine_reason}")
+            log.warning("%s", notes[-1])
+        if stored.legacy:
+            notes.append(f"earlier-system file merged ({stored.rows_before} bars kept, columns mapped)")
         self._bars_record(contract, Status.OK, bars=result.bars.height, first=result.first, last=result.last,
-                          output_path=str(path), error_message=note, **common)
+                          output_path=str(request.target), error_message="; ".join(notes) or None, **common)
 
     def _bars_record(self, contract: OptionContract, status: Status, duration: str | None = None,
                      **fields: object) -> None:
         assert self.spec is not None
         self.record("bars", contract.symbol, status, conid=contract.conid, bar_size=self.spec.bar_size,
-                    what=self.spec.what, duration=duration or self.spec.duration, **fields)
+                    what=self.spec.what, duration=duration or self.spec.duration, expiry=contract.expiry, **fields)
 
     def _reference_prices(
-        self, session: IBGatewaySession | None, chains: Mapping[str, tuple[UniverseEntry, tuple[OptionContract, ...]]]
-    ) -> None:
+        self, session: IBGatewaySession | None,
+        loaded: Mapping[str, tuple[UniverseEntry, Path, tuple[OptionContract, ...]]],
+    ) -> dict[str, tuple[float | None, str]]:
         """Each symbol's last completed daily close (`1 day` TRADES over `5 D`; today's unfinished
-        bar excluded), else the median strike of its unexpired chain (the documented fallback; dry
-        runs use it without asking the gateway)."""
-        if session is None:
-            for symbol, (_, live) in chains.items():
-                if live:
-                    outcome = self.recorder.outcome(symbol)
-                    outcome.reference_price, outcome.reference_source = median_strike(live), FALLBACK_SOURCE
-            return
-        query = BarQuery(REFERENCE_SPEC, self.options.end)
-        spec = query.spec
-
-        def plan(symbol: str) -> tuple[StockRef, BarQuery]:
-            entry = chains[symbol][0]
-            return StockRef(entry.symbol, entry.conid), query
-
-        def done(symbol: str, result: BarFetch) -> None:
-            entry, live = chains[symbol]
-            self.record("reference", symbol, result.status, conid=entry.conid, bar_size=spec.bar_size,
-                        what=spec.what, duration=spec.duration, bars=result.bars.height, first=result.first,
-                        last=result.last, error_code=result.error_code, error_message=result.error_message,
-                        elapsed_s=result.elapsed_s, attempts=result.attempts)
-            close = completed_close(result, self.options.end or self.now)
-            outcome = self.recorder.outcome(symbol)
+        bar excluded), else the median strike of its served chain (the documented fallback), or with
+        `require_close` (--no-skip-underlying-close) no price and the reason, which fails the symbol."""
+        out: dict[str, tuple[float | None, str]] = {}
+        closes: dict[str, float | None] = {}
+        if session is not None:
+            query = BarQuery(REFERENCE_SPEC, self.options.end)
+            symbols = list(loaded)
+            stocks = [(StockRef(loaded[s][0].symbol, loaded[s][0].conid), query) for s in symbols]
+            for symbol, result in zip(symbols, session.fetch_all(stocks), strict=True):
+                spec = query.spec
+                if not self.options.dry_run:
+                    self.record("reference", symbol, result.status, conid=loaded[symbol][0].conid,
+                                bar_size=spec.bar_size, what=spec.what, duration=spec.duration,
+                                bars=result.bars.height, first=result.first, last=result.last,
+                                error_code=result.error_code, error_message=result.error_message,
+                                elapsed_s=result.elapsed_s, attempts=result.attempts)
+                closes[symbol] = completed_close(result, self.options.end or self.now)
+        for symbol, (_, _, contracts) in loaded.items():
+            close = closes.get(symbol)
+            live = served(contracts, self.now, self.expiry)
             if close is not None:
-                outcome.reference_price, outcome.reference_source = close, "underlying close"
-            else:
-                outcome.reference_price, outcome.reference_source = median_strike(live), FALLBACK_SOURCE
+                out[symbol] = (close, CLOSE_SOURCE)
+            elif self.options.require_close:
+                why = "gateway unreachable (dry run)" if session is None else "IB returned no completed daily close"
+                out[symbol] = (None, f"no underlying close ({why}) and --no-skip-underlying-close")
+            elif live:
+                note = " (dry run without the gateway: a real run may centre elsewhere)" if session is None else ""
+                out[symbol] = (median_strike(live), FALLBACK_SOURCE + note)
+        return out
 
-        session.fetch_many([symbol for symbol, (_, live) in chains.items() if live], plan, done)
 
-
-def _stored_file_broken(path: Path) -> bool:
-    """A file the state says was written OK that is now missing or has no readable Parquet footer
-    (truncated, e.g. by a crash of another tool): it is fetched again rather than skipped."""
-    try:
-        pl.read_parquet_schema(path)
-        return False
-    except Exception as exc:  # noqa: BLE001 - missing, truncated or not Parquet at all
-        log.warning("%s: OK in an earlier run but now unreadable (%s): fetching it again", path, exc)
-        return True
+def _explain(contract: OptionContract, result: BarFetch, now: datetime) -> str | None:
+    """The error text, with what an error 200 means for an option at or past its expiry day."""
+    if result.error_code == 200 and now.astimezone(NEW_YORK).date() >= contract.expiry:
+        return f"{result.error_message} (IB no longer serves the option: it expired on {contract.expiry})"
+    return result.error_message
 
 
 def _unwritable(root: Path) -> str | None:
@@ -535,6 +392,14 @@ def _unwritable(root: Path) -> str | None:
         except OSError:
             pass
     return None
+
+
+def cache_day(path: Path) -> date | None:
+    """The trade date of a cache file `{SYMBOL}_{YYYY-MM-DD}.json`."""
+    try:
+        return date.fromisoformat(path.stem.rsplit("_", 1)[-1])
+    except ValueError:
+        return None
 
 
 def run_contracts(
@@ -559,8 +424,10 @@ def run_bars(
     spec: BarSpec | None = None,
     subset: SubsetSpec | None = None,
     thresholds: OutcomeThresholds | None = None,
+    expiry: ExpiryRule | None = None,
 ) -> StageReport:
     """A bar stage of stage_table (hours, minutes, ...) for `entries`; see StageRun._bars. `spec`
     overrides the table's bar request."""
-    return StageRun(stage_def(stage), gateway, paths, options, spec, subset, thresholds=thresholds).run(entries)
+    return StageRun(stage_def(stage), gateway, paths, options, spec, subset, thresholds=thresholds,
+                    expiry=expiry).run(entries)
 

@@ -1,4 +1,4 @@
-"""Option-bar frames: the stored schema, the incremental fetch window, and merge (dedupe, new bar wins, sorted)."""
+"""Option-bar frames: the stored schema, the earlier system's columns, the incremental fetch window, and merge."""
 
 from __future__ import annotations
 
@@ -31,6 +31,16 @@ _DURATION_RE = re.compile(r"^(\d+) ([SDWMY])$")
 _UNIT_DAYS = {"S": 1 / 86400, "D": 1, "W": 7, "M": 31, "Y": 366}
 
 
+# The earlier weekend script's files: `ts` (UTC; a naive `ts` is read as UTC), ib_insync's bar fields
+# (`date`, `open`, `high`, `low`, `close`, `volume`, `average`, `barCount`) and key columns under either
+# spelling. Renamed here; `date` (the same instant as `ts`) and any other column are dropped; a key column
+# that is missing is taken from the file's path (`{SYMBOL}/{conId}/{WHAT}/{BAR}.parquet`), a missing
+# `wap` / `bar_count` is null.
+LEGACY_NAMES: dict[str, str] = {"average": "wap", "barCount": "bar_count", "conId": "conid", "barSize": "bar_size",
+                                "whatToShow": "what_to_show", "what": "what_to_show"}
+_PRICES = ("open", "high", "low", "close")
+
+
 class BarSchemaError(ValueError):
     """A frame does not have the stored bar schema."""
 
@@ -50,6 +60,34 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
         if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
             raise BarSchemaError(f"ts must be a time-zone aware datetime, got {dtype}")
     return frame.select(pl.col(name).cast(dtype) for name, dtype in BAR_SCHEMA.items())
+
+
+def from_legacy(frame: pl.DataFrame, symbol: str, conid: int, bar_size: str, what: str) -> pl.DataFrame:
+    """An earlier-system bar frame in BAR_SCHEMA (see LEGACY_NAMES); BarSchemaError when it has no
+    `ts` or no prices. Daily bars' `ts` given as dates become midnight New York, as ours."""
+    missing = [name for name in ("ts", *_PRICES) if name not in frame.columns]
+    if missing:
+        raise BarSchemaError(f"not a bar file of ours or of the earlier system: missing {', '.join(missing)}")
+    renames = {old: new for old, new in LEGACY_NAMES.items() if old in frame.columns and new not in frame.columns}
+    frame = frame.rename(renames)
+    ts = frame.schema["ts"]
+    if frame.height == 0:
+        return empty_bars()
+    if isinstance(ts, pl.Date):
+        stamp = pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("America/New_York")
+    elif isinstance(ts, pl.Datetime):
+        stamp = pl.col("ts") if ts.time_zone else pl.col("ts").dt.replace_time_zone("UTC")
+    else:
+        raise BarSchemaError(f"ts must be a date or datetime, got {ts}")
+    defaults = {"symbol": pl.lit(symbol.upper()), "conid": pl.lit(conid), "bar_size": pl.lit(bar_size),
+                "what_to_show": pl.lit(what.upper()), "volume": pl.lit(None), "wap": pl.lit(None),
+                "bar_count": pl.lit(None)}
+    columns = [stamp.dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias("ts")]
+    for name, dtype in BAR_SCHEMA.items():
+        if name != "ts":
+            source = pl.col(name) if name in frame.columns else defaults[name]
+            columns.append(source.cast(dtype).alias(name))
+    return frame.select(columns)
 
 
 def merge_bars(existing: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:

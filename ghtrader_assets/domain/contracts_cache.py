@@ -1,12 +1,11 @@
-"""Contracts cache `{SYMBOL}_{YYYY-MM-DD}.json`: the option contracts discovered for one symbol on one day."""
+"""Contracts cache `{SYMBOL}_{YYYY-MM-DD}.json`: the option contracts of one symbol and day, its layout and checks."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -56,32 +55,15 @@ def cache_path(cache_dir: Path, symbol: str, day: date) -> Path:
     return cache_dir / f"{symbol.upper()}_{day.isoformat()}.json"
 
 
-def cache_files(cache_dir: Path, symbol: str) -> list[tuple[date, Path]]:
-    """Every cache file of `symbol` under `cache_dir`, oldest first."""
-    if not cache_dir.is_dir():
-        return []
-    found: list[tuple[date, Path]] = []
-    for path in cache_dir.iterdir():
-        match = _FILE_RE.match(path.name)
-        if not match or match["symbol"] != symbol.upper():
-            continue
-        try:
-            found.append((date.fromisoformat(match["day"]), path))
-        except ValueError:
-            continue
-    return sorted(found)
-
-
-def latest_cache_path(cache_dir: Path, symbol: str) -> Path:
-    """The newest cache file of `symbol` (the latest trading day it was discovered on).
-    Raises ContractsCacheError when there is none: a missing cache is never rebuilt implicitly."""
-    files = cache_files(cache_dir, symbol)
-    if not files:
-        raise ContractsCacheError(
-            f"{cache_dir / (symbol.upper() + '_YYYY-MM-DD.json')}: missing contracts cache for "
-            f"{symbol.upper()} (run the contracts stage or drop a cache in)"
-        )
-    return files[-1][1]
+def cache_name_day(name: str, symbol: str) -> date | None:
+    """The trade date of a cache file name `{SYMBOL}_{YYYY-MM-DD}.json` of `symbol`, else None."""
+    match = _FILE_RE.match(name)
+    if not match or match["symbol"] != symbol.upper():
+        return None
+    try:
+        return date.fromisoformat(match["day"])
+    except ValueError:
+        return None
 
 
 def parse_cache(text: str, source: str, symbol: str | None = None) -> tuple[OptionContract, ...]:
@@ -153,39 +135,7 @@ def _text(value: Any, where: str, field: str) -> str:
     return str(value)
 
 
-def read_cache(path: Path, symbol: str | None = None) -> tuple[OptionContract, ...]:
-    """Read and validate one cache file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ContractsCacheError(f"{path}: missing contracts cache") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ContractsCacheError(f"{path}: cannot read contracts cache: {exc}") from exc
-    return parse_cache(text, str(path), symbol)
-
-
-def read_latest_cache(cache_dir: Path, symbol: str) -> tuple[Path, tuple[OptionContract, ...]]:
-    """The newest cache of `symbol` and its contracts; errors as in latest_cache_path / parse_cache."""
-    path = latest_cache_path(cache_dir, symbol)
-    return path, read_cache(path, symbol)
-
-
 def dump_cache(contracts: Iterable[OptionContract]) -> str:
     """Cache JSON text, records sorted by (expiry, right, strike, conid)."""
     ordered = sorted(contracts, key=lambda c: (c.expiry, c.right, c.strike, c.conid))
     return json.dumps([c.to_json() for c in ordered], indent=1) + "\n"
-
-
-def write_cache(cache_dir: Path, symbol: str, day: date, contracts: Sequence[OptionContract]) -> Path:
-    """Write `cache_dir/{SYMBOL}_{day}.json` atomically (temp file, fsync, rename)."""
-    if not contracts:
-        raise ContractsCacheError(f"{cache_path(cache_dir, symbol, day)}: refusing to write an empty cache")
-    path = cache_path(cache_dir, symbol, day)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(dump_cache(contracts))
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    return path

@@ -1,49 +1,67 @@
-"""Latest status per contract: a small per-(stage, symbol) state folded from summary records, rewritten atomically.
+"""Latest status per contract: a small per-(stage, symbol) state folded from summary records (stored by io/ibkr_state).
 
 Layout: `state_dir/latest/<stage>/<SYMBOL>.json` =
 `{"symbol": str, "stage": str, "symbol_error": Entry | null, "contracts": {"<conid>": Entry}}` with
-Entry = `{"status", "window", "run_id", "at" (UTC ISO), "error"}`. The JSONL summaries stay the
-audit log; this file is what resume, rerun and the counts read, so their cost follows the symbol
-being run, not the history on disk.
+Entry = `{"status", "window", "run_id", "at" (UTC ISO), "error", "expiry", "through"}` (`through`: the last
+session through which the contract's data is complete, from its latest OK or EMPTY outcome). The JSONL
+summaries stay the audit log; this file is what resume, rerun and the counts read, so their cost follows the
+symbol being run, not the history on disk.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from ghtrader_assets.domain.run_summary import Status, SummaryRecord
+from ghtrader_assets.domain.expiry import Coverage, ExpiryRule, coverage, is_served
+from ghtrader_assets.domain.run_summary import Status, SummaryRecord, window_session
 
 _CONTRACT_PURPOSES = frozenset({"bars", "discovery"})
 
 
 @dataclass(frozen=True)
 class Entry:
-    """The latest non-skipped outcome of one contract (or of the symbol itself)."""
+    """The latest non-skipped outcome of one contract (or of the symbol itself), the option's expiry
+    and the last session through which its data is complete (kept across later failures)."""
 
     status: Status
     window: str
     run_id: str
     at: str
     error: str | None = None
+    expiry: date | None = None
+    through: date | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"status": str(self.status), "window": self.window, "run_id": self.run_id, "at": self.at,
-                "error": self.error}
+                "error": self.error, "expiry": _day(self.expiry), "through": _day(self.through)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Entry:
         return cls(Status(data["status"]), data.get("window", ""), data.get("run_id", ""), data.get("at", ""),
-                   data.get("error"))
+                   data.get("error"), _parse_day(data.get("expiry")), _parse_day(data.get("through")))
 
     @classmethod
-    def of(cls, record: SummaryRecord) -> Entry:
+    def of(cls, record: SummaryRecord, before: Entry | None = None) -> Entry:
+        """The entry after `record`; `before` is the contract's earlier entry (its expiry and coverage)."""
         message = (record.error_message or "")[:300] or None  # the summary keeps the full text
-        return cls(record.status, record.window, record.run_id, record.recorded_at.isoformat(), message)
+        through = before.through if before else None
+        if record.status in (Status.OK, Status.EMPTY):  # EMPTY: IB has no trade in the window, still complete
+            covered = window_session(record.window)
+            through = max(through, covered) if through and covered else covered or through
+        return cls(record.status, record.window, record.run_id, record.recorded_at.isoformat(), message,
+                   record.expiry or (before.expiry if before else None), through)
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _parse_day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
 
 
 @dataclass
@@ -77,6 +95,15 @@ class SymbolStatus:
         whole = self.symbol_error is not None and self.symbol_error.status in wanted
         return whole, {c for c, e in self.contracts.items() if e.status in wanted}
 
+    def coverage(self, as_of: datetime, rule: ExpiryRule) -> Coverage:
+        """Expiry coverage of the contracts with a known expiry (see expiry.coverage)."""
+        return coverage(((c, e.expiry, e.through) for c, e in self.contracts.items() if e.expiry), as_of, rule)
+
+    def held(self, as_of: datetime, rule: ExpiryRule) -> dict[int, date]:
+        """Contracts the stage has requested before that IB still serves (conid -> expiry): followed
+        until their last session even when the latest cache or subset no longer lists them."""
+        return {c: e.expiry for c, e in self.contracts.items() if e.expiry and is_served(e.expiry, as_of, rule)}
+
     def counts(self, window: str | None = None) -> dict[str, int]:
         """Latest status counts over the contracts (of `window` when given; every status present)."""
         out = {str(s): 0 for s in Status}
@@ -98,7 +125,7 @@ def apply(state: SymbolStatus, record: SummaryRecord) -> bool:
     if record.purpose in _CONTRACT_PURPOSES:
         state.symbol_error = None
         if record.conid is not None:
-            state.contracts[record.conid] = Entry.of(record)
+            state.contracts[record.conid] = Entry.of(record, state.contracts.get(record.conid))
         return True
     return False
 
@@ -112,6 +139,24 @@ def fold(symbol: str, stage: str, records: Iterable[SummaryRecord]) -> SymbolSta
     return state
 
 
+def rerun_entries(records: Iterable[SummaryRecord],
+                  statuses: Iterable[Status] = (Status.ERR, Status.EMPTY)) -> dict[str, tuple[bool, set[int]]]:
+    """Per (stage, symbol) folded from `records` with the same rule as the state files: symbol ->
+    (rerun the whole symbol, conids to rerun), for latest outcomes in `statuses`; symbols with
+    nothing to rerun are left out."""
+    wanted = list(statuses)
+    grouped: dict[tuple[str, str], list[SummaryRecord]] = {}
+    for record in records:
+        grouped.setdefault((record.stage, record.symbol), []).append(record)
+    out: dict[str, tuple[bool, set[int]]] = {}
+    for (stage, symbol), recs in sorted(grouped.items()):
+        whole, conids = fold(symbol, stage, recs).failing(wanted)
+        if whole or conids:
+            prior = out.get(symbol, (False, set()))
+            out[symbol] = (prior[0] or whole, prior[1] | conids)
+    return out
+
+
 def status_dir(state_dir: Path, stage: str) -> Path:
     """`state_dir/latest/<stage>`."""
     return state_dir / "latest" / stage
@@ -120,38 +165,3 @@ def status_dir(state_dir: Path, stage: str) -> Path:
 def status_path(state_dir: Path, stage: str, symbol: str) -> Path:
     """`state_dir/latest/<stage>/<SYMBOL>.json`."""
     return status_dir(state_dir, stage) / f"{symbol.upper()}.json"
-
-
-def read_status(state_dir: Path, stage: str, symbol: str) -> SymbolStatus:
-    """The stored state, empty when there is none; an unreadable file counts as empty (the JSONL
-    audit log can rebuild it: see `rebuild`)."""
-    path = status_path(state_dir, stage, symbol)
-    try:
-        return SymbolStatus.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError, TypeError):
-        return SymbolStatus(symbol.upper(), stage)
-
-
-def write_status(state_dir: Path, state: SymbolStatus) -> Path:
-    """Replace the state file atomically (temp file in the same directory, then rename)."""
-    path = status_path(state_dir, state.stage, state.symbol)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state.to_json(), separators=(",", ":")), encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def stored_symbols(state_dir: Path, stage: str) -> list[str]:
-    """Symbols with a state file in `stage`, sorted."""
-    directory = status_dir(state_dir, stage)
-    return sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
-
-
-def rebuild(state_dir: Path, stage: str, records: Iterable[SummaryRecord]) -> list[Path]:
-    """Rewrite every symbol's state of `stage` from summary records (e.g. after deleting `latest/`)."""
-    by_symbol: dict[str, list[SummaryRecord]] = {}
-    for record in records:
-        if record.stage == stage:
-            by_symbol.setdefault(record.symbol, []).append(record)
-    return [write_status(state_dir, fold(symbol, stage, recs)) for symbol, recs in sorted(by_symbol.items())]

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, time
+from datetime import date, datetime
+
 from ghtrader_assets.domain.contracts_cache import OptionContract
-from ghtrader_assets.domain.us_sessions import NEW_YORK
+from ghtrader_assets.domain.expiry import ExpiryRule, is_served, served
 
-EXPIRY_CLOSE = time(16, 0)  # US equity options stop trading at 16:00 New York on the expiry date
-
-
-def is_expired(contract: OptionContract, as_of: datetime) -> bool:
-    """True from 16:00 New York on the expiry date; `as_of` must be time-zone aware."""
-    return as_of >= datetime.combine(contract.expiry, EXPIRY_CLOSE, NEW_YORK)
+DEFAULT_RULE = ExpiryRule()
 
 
-def unexpired(contracts: Iterable[OptionContract], as_of: datetime) -> tuple[OptionContract, ...]:
-    """Contracts not expired at `as_of`; IB serves no history for expired options, so requesting
-    them only produces errors."""
-    return tuple(c for c in contracts if not is_expired(c, as_of))
+def is_expired(contract: OptionContract, as_of: datetime, rule: ExpiryRule = DEFAULT_RULE) -> bool:
+    """True once IB no longer serves the option (expiry.served_until); `as_of` time-zone aware."""
+    return not is_served(contract, as_of, rule)
+
+
+def unexpired(contracts: Iterable[OptionContract], as_of: datetime,
+              rule: ExpiryRule = DEFAULT_RULE) -> tuple[OptionContract, ...]:
+    """Contracts IB still serves at `as_of` (see expiry.served)."""
+    return served(contracts, as_of, rule)
 
 
 def median_strike(contracts: Sequence[OptionContract]) -> float:
@@ -37,13 +38,14 @@ def near_the_money(
     reference_price: float,
     expiries: int,
     strikes_per_right: int,
+    rule: ExpiryRule = DEFAULT_RULE,
 ) -> tuple[OptionContract, ...]:
     """The minutes subset. Expired expiries are removed first, then the first `expiries` expiry
     dates are kept, and for each (expiry, right) the `strikes_per_right` strikes nearest
     `reference_price` (ties: the lower strike first). Sorted by (expiry, right, strike)."""
     if expiries < 1 or strikes_per_right < 1:
         raise ValueError(f"expiries and strikes_per_right must be >= 1, got {expiries}, {strikes_per_right}")
-    live = unexpired(contracts, as_of)
+    live = unexpired(contracts, as_of, rule)
     kept_expiries = set(sorted({c.expiry for c in live})[:expiries])
     groups: dict[tuple[date, str], list[OptionContract]] = {}
     for contract in live:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from ghtrader_assets.domain.universe import UniverseEntry
 
 Stage = str  # a name of stage_table.STAGE_TABLE
-Purpose = Literal["bars", "reference", "discovery", "symbol"]
+Purpose = Literal["bars", "reference", "discovery", "symbol", "coverage"]
 
 
 class Status(StrEnum):
@@ -33,7 +30,9 @@ class SummaryRecord:
     """One request's outcome. `purpose`: bars (a contract's bars), reference (the underlying close
     for the minutes subset), discovery (a symbol's contracts; `bars` = contracts qualified,
     `requests` = gateway requests it took), symbol (a symbol-level failure such as a missing
-    cache). Times are UTC; `elapsed_s` in seconds."""
+    cache), coverage (a symbol's expiry coverage at the end of a run: `bars` = contracts truncated by
+    expiry, `requests` = sessions so lost, the text in error_message). `expiry` is the option's expiry
+    date (bars records). Times are UTC; `elapsed_s` in seconds."""
 
     run_id: str
     stage: Stage
@@ -54,6 +53,7 @@ class SummaryRecord:
     elapsed_s: float = 0.0
     attempts: int = 0
     requests: int = 0
+    expiry: date | None = None
     recorded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_json(self) -> dict[str, Any]:
@@ -78,6 +78,7 @@ class SummaryRecord:
             "elapsed": round(self.elapsed_s, 4),
             "attempts": self.attempts,
             "requests": self.requests,
+            "expiry": self.expiry.isoformat() if self.expiry else None,
             "recorded_at": _iso(self.recorded_at),
         }
 
@@ -104,6 +105,7 @@ class SummaryRecord:
             elapsed_s=float(data.get("elapsed") or 0.0),
             attempts=int(data.get("attempts") or 0),
             requests=int(data.get("requests") or 0),
+            expiry=date.fromisoformat(data["expiry"]) if data.get("expiry") else None,
             recorded_at=_parse(data.get("recorded_at")) or datetime.min.replace(tzinfo=UTC),
         )
 
@@ -124,6 +126,14 @@ def window_key(stage: Stage, bar_size: str, duration: str, what: str, use_rth: b
     return f"{stage}|{bar_size}|{duration}|{what}|{'rth' if use_rth else 'all'}|{end_day.isoformat()}"
 
 
+def window_session(window: str) -> date | None:
+    """The last completed session a window key covers (its last field), or None."""
+    try:
+        return date.fromisoformat(window.rsplit("|", 1)[-1])
+    except ValueError:
+        return None
+
+
 def summary_dir(state_dir: Path, stage: Stage) -> Path:
     """`state_dir/run_logs/<stage>`."""
     return state_dir / "run_logs" / stage
@@ -134,93 +144,9 @@ def summary_path(state_dir: Path, stage: Stage, run_id: str) -> Path:
     return summary_dir(state_dir, stage) / f"summary_{run_id}.jsonl"
 
 
-class SummaryWriter:
-    """Append-only JSONL writer; each record is flushed at once so a crash keeps what was done."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = path.open("a", encoding="utf-8")
-
-    def write(self, record: SummaryRecord) -> None:
-        self._handle.write(json.dumps(record.to_json(), separators=(",", ":")) + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
-
-    def __enter__(self) -> SummaryWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def read_records(paths: Iterable[Path]) -> list[SummaryRecord]:
-    """Records of the given JSONL files in recorded order; a torn last line (crash mid-write) is skipped."""
-    records: list[SummaryRecord] = []
-    for path in paths:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            try:
-                records.append(SummaryRecord.from_json(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, ValueError):
-                continue
-    return sorted(records, key=lambda r: r.recorded_at)
-
-
-def read_stage_records(state_dir: Path, stage: Stage) -> list[SummaryRecord]:
-    """Every record of every summary file of `stage`."""
-    directory = summary_dir(state_dir, stage)
-    return read_records(sorted(directory.glob("summary_*.jsonl"))) if directory.is_dir() else []
-
-
-def ok_keys(records: Iterable[SummaryRecord]) -> set[tuple[str, int]]:
-    """(window, conid) pairs that have an OK bars record: the resume skip set."""
-    return {
-        (r.window, r.conid)
-        for r in records
-        if r.purpose == "bars" and r.status is Status.OK and r.conid is not None
-    }
-
-
-def latest_runs(records: Sequence[SummaryRecord], count: int) -> list[SummaryRecord]:
-    """Records of the `count` most recent runs (ordered by each run's last record)."""
-    last_seen: dict[str, datetime] = {}
-    for record in records:
-        last_seen[record.run_id] = max(record.recorded_at, last_seen.get(record.run_id, record.recorded_at))
-    keep = set(sorted(last_seen, key=last_seen.__getitem__)[-count:]) if count > 0 else set()
-    return [r for r in records if r.run_id in keep]
-
-
-def latest_outcomes(records: Iterable[SummaryRecord]) -> dict[tuple[str, str, str, int | None], SummaryRecord]:
-    """Latest non-SKIPPED outcome per (stage, window, symbol, conid); a later OK clears an earlier ERR."""
-    latest: dict[tuple[str, str, str, int | None], SummaryRecord] = {}
-    for record in sorted(records, key=lambda r: r.recorded_at):
-        if record.status is Status.SKIPPED or record.purpose == "reference":
-            continue
-        latest[(record.stage, record.window, record.symbol, record.conid)] = record
-    return latest
-
-
-def rerun_entries(
-    records: Iterable[SummaryRecord], statuses: Iterable[Status] = (Status.ERR, Status.EMPTY)
-) -> tuple[UniverseEntry, ...]:
-    """Universe of the symbols whose latest outcome for some contract (or the symbol itself) is in
-    `statuses`: the input of the next, filling-in run."""
-    wanted = set(statuses)
-    symbols = {key[2] for key, record in latest_outcomes(records).items() if record.status in wanted}
-    return tuple(UniverseEntry(symbol) for symbol in sorted(symbols))
-
-
 def count_by_status(records: Iterable[SummaryRecord]) -> dict[str, int]:
     """Number of records per status (every status present, zero when absent)."""
     counts = {str(status): 0 for status in Status}
     for record in records:
         counts[str(record.status)] += 1
     return counts
-

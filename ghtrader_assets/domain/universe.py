@@ -8,7 +8,6 @@ import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 # Upper-case tickers with the separators IB uses in US symbols ("BRK B", "BF.B"). No "/" and no "..":
 # the symbol names a directory and a file of the bar store and the contracts cache.
@@ -75,17 +74,6 @@ def _parse_conid(raw: str, source: str, number: int) -> int | None:
     return int(raw)
 
 
-def read_universe(path: Path) -> tuple[UniverseEntry, ...]:
-    """Read and validate a universe CSV file (UTF-8)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UniverseError(f"{path}: cannot read universe file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise UniverseError(f"{path}: not a UTF-8 text file (byte {exc.start}): expected 'symbol,conid' CSV") from exc
-    return parse_universe(text, str(path))
-
-
 def format_universe(entries: Iterable[UniverseEntry], comment: str | None = None) -> str:
     """Render entries as universe CSV text (sorted by symbol, blank conid when unknown)."""
     out = io.StringIO()
@@ -96,15 +84,6 @@ def format_universe(entries: Iterable[UniverseEntry], comment: str | None = None
     for entry in sorted(set(entries)):
         out.write(f"{entry.symbol},{'' if entry.conid is None else entry.conid}\n")
     return out.getvalue()
-
-
-def write_universe(path: Path, entries: Iterable[UniverseEntry], comment: str | None = None) -> Path:
-    """Write a universe CSV (creating parent directories) and return its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(format_universe(entries, comment), encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def batch_of(symbol: str, batch_count: int) -> int:

@@ -37,3 +37,10 @@ def last_completed_session(end: datetime) -> date:
     while not is_session(day):
         day -= timedelta(days=1)
     return day
+
+
+def parse_end(text: str) -> datetime:
+    """An ISO time standing for "now" (`--end`, asset config `end`): without a zone it is New York
+    time, as everything else the user reads about sessions. ValueError when malformed."""
+    parsed = datetime.fromisoformat(text.strip())
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=NEW_YORK)

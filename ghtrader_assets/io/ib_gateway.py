@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -29,6 +30,7 @@ _WARNING_CODES = frozenset({110, 165, 202, 366, 399, 404, 434, 492, 10167})
 _BACKOFF_CAP_S = 60.0
 
 T = TypeVar("T")
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
@@ -473,24 +475,43 @@ class IBGatewayClient:
                         time.monotonic() - started, attempts, query)
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """A handler that raised: re-raised in the consumer's thread."""
+
+    error: Exception
+
+
 class IBGatewaySession:
-    """Synchronous facade over IBGatewayClient for the stage runner: owns a private event loop, so
-    callers never touch asyncio. Open with `IBGatewaySession.open(settings)` (raises
-    GatewayUnavailableError) and use as a context manager. Callbacks run in worker threads, off
-    the event loop, so file I/O in them does not stall the requests."""
+    """Synchronous facade over IBGatewayClient for the stage runner: the client lives on a private
+    event loop in a thread of its own, so callers never touch asyncio. Open with
+    `IBGatewaySession.open(settings)` (raises GatewayUnavailableError) and use as a context manager.
+    Results come back to the caller's thread in the caller's order (`fetch_all`, `discover_all`); no
+    callback into the caller runs on another thread."""
 
     def __init__(self, settings: GatewaySettings) -> None:
-        self._previous = _thread_loop()
+        self._settings = settings
         self._loop = asyncio.new_event_loop()
-        # ib_insync finds its loop through the policy, not the running loop: make ours current.
+        self._thread = threading.Thread(target=self._run_loop, name="ib-gateway-session", daemon=True)
+        self._thread.start()
+        self._client: IBGatewayClient = self._call(self._make_client())
+
+    def _run_loop(self) -> None:
+        # ib_insync finds its loop through the policy, not the running loop: make ours current here.
         asyncio.set_event_loop(self._loop)
-        self._client = IBGatewayClient(settings)
+        self._loop.run_forever()
+
+    async def _make_client(self) -> IBGatewayClient:
+        return IBGatewayClient(self._settings)
+
+    def _call(self, coro: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> IBGatewaySession:
         session = cls(settings)
         try:
-            session._loop.run_until_complete(session._client.connect())
+            session._call(session._client.connect())
         except BaseException:
             session.close()
             raise
@@ -500,52 +521,86 @@ class IBGatewaySession:
     def stats(self) -> GatewayStats:
         return self._client.stats
 
-    def discover_many(
+    def discover_all(
         self,
         stocks: Sequence[StockRef],
         today: date,
-        done: Callable[[StockRef, Discovery | Exception], None],
         workers: int = 4,
         bounds: DiscoveryBounds | None = None,
         end: datetime | None = None,
-    ) -> None:
-        """Discover each stock (see IBGatewayClient.discover), `workers` symbols at a time; `done`
-        gets the Discovery or the DiscoveryError/ConnectionError that ended it."""
+    ) -> Iterator[Discovery | Exception]:
+        """Discover each stock (see IBGatewayClient.discover), `workers` symbols at a time; yields, in
+        the order of `stocks`, the Discovery or the DiscoveryError/ConnectionError that ended it."""
 
-        async def one(stock: StockRef) -> None:
+        async def one(stock: StockRef) -> Discovery | Exception:
             try:
-                result: Discovery | Exception = await self._client.discover(stock, today, bounds, end)
+                return await self._client.discover(stock, today, bounds, end)
             except (DiscoveryError, ConnectionError) as exc:
-                result = exc
-            await asyncio.to_thread(done, stock, result)
+                return exc
 
-        self._loop.run_until_complete(run_bounded(stocks, workers, one))
+        return self._stream(stocks, workers, one)
 
-    def fetch_many(
-        self,
-        items: Sequence[T],
-        plan: Callable[[T], tuple[OptionContract | StockRef, BarQuery]],
-        done: Callable[[T, BarFetch], None],
-    ) -> None:
-        """For each item: `plan` (a thread) names the contract and query, the request runs under
-        the client's cap, bucket and retries, and `done` (a thread) stores the result."""
+    def fetch_all(self, requests: Sequence[tuple[OptionContract | StockRef, BarQuery]]) -> Iterator[BarFetch]:
+        """The results of `requests` (contract, query), in their order, while the next ones are in
+        flight under the client's cap, bucket and retries."""
 
-        async def one(item: T) -> None:
-            target, query = await asyncio.to_thread(plan, item)
-            result = await self._client.fetch_bars(target, query)
-            await asyncio.to_thread(done, item, result)
+        async def one(request: tuple[OptionContract | StockRef, BarQuery]) -> BarFetch:
+            return await self._client.fetch_bars(*request)
 
-        self._loop.run_until_complete(run_bounded(items, self._client.settings.max_in_flight, one))
+        return self._stream(requests, self._settings.max_in_flight, one)
+
+    def _stream(self, items: Sequence[T], workers: int, handle: Callable[[T], Awaitable[R]]) -> Iterator[R]:
+        """Run `handle` over `items` on the loop, `workers` at once and at most `4 x workers` ahead of
+        the consumer (bounded memory); yield the results in item order."""
+        results: dict[int, R | _Failed] = {}
+        ready = threading.Condition()
+        ahead = asyncio.Semaphore(4 * max(1, workers))  # used on the loop only (bound there at first use)
+        order = iter(range(len(items)))
+
+        async def worker() -> None:
+            for i in order:
+                await ahead.acquire()
+                try:
+                    result: R | _Failed = await handle(items[i])
+                except Exception as exc:  # noqa: BLE001 - handed to the consumer, who re-raises it
+                    result = _Failed(exc)
+                with ready:
+                    results[i] = result
+                    ready.notify()
+
+        async def run() -> None:
+            await asyncio.gather(*(worker() for _ in range(max(1, min(workers, len(items))))))
+
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            for i in range(len(items)):
+                with ready:
+                    while i not in results:
+                        if future.done() and future.exception() is not None:
+                            raise future.exception()  # type: ignore[misc]
+                        ready.wait(0.5)
+                    result = results.pop(i)
+                self._loop.call_soon_threadsafe(ahead.release)
+                if isinstance(result, _Failed):
+                    raise result.error
+                yield result
+        finally:
+            future.cancel()
 
     def close(self) -> None:
-        self._client.close()
+        if self._loop.is_closed():
+            return
         try:
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            if self._thread.is_alive():
+                self._call(self._shutdown())
         finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
             self._loop.close()
-            # Leave the thread as found: asyncio.run would leave no loop, breaking later sync
-            # ib_insync callers (IB.connect) in the same thread.
-            asyncio.set_event_loop(self._previous)
+
+    async def _shutdown(self) -> None:
+        self._client.close()
+        await self._loop.shutdown_asyncgens()
 
     def __enter__(self) -> IBGatewaySession:
         return self
@@ -565,28 +620,6 @@ def completed_close(result: BarFetch, end: datetime | None) -> float | None:
         return None
     close = float(days["close"][-1])
     return close if close > 0 else None
-
-
-def _thread_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        return None
-    return None if loop.is_closed() else loop
-
-
-async def run_bounded(items: Sequence[T], workers: int, handle: Callable[[T], Awaitable[None]]) -> None:
-    """Run `handle` over `items` with at most `workers` running at once (a fixed worker pool, so
-    100k items do not become 100k coroutines)."""
-    queue: asyncio.Queue[T] = asyncio.Queue()
-    for item in items:
-        queue.put_nowait(item)
-
-    async def worker() -> None:
-        while not queue.empty():
-            await handle(queue.get_nowait())
-
-    await asyncio.gather(*(worker() for _ in range(max(1, min(workers, len(items))))))
 
 
 def _to_ib_contract(target: OptionContract | StockRef) -> Contract:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,12 @@ from ghtrader_assets.defs.ibkr.assets import ibkr_contracts, ibkr_hours_bars, ib
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
 from ghtrader_assets.defs.ibkr.sensors import ibkr_universe_sync
 from ghtrader_assets.domain.bar_merge import BAR_SCHEMA
-from ghtrader_assets.domain.contracts_cache import OptionContract, read_latest_cache, write_cache
+from ghtrader_assets.domain.contracts_cache import OptionContract
 from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
 from ghtrader_assets.domain.option_subset import near_the_money, unexpired
-from ghtrader_assets.domain.run_summary import Status, read_stage_records, rerun_entries
-from ghtrader_assets.domain.universe import UniverseEntry, write_universe
+from ghtrader_assets.domain.latest_status import rerun_entries
+from ghtrader_assets.domain.run_summary import Status
+from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_stages import (
     RunOptions,
     StageReport,
@@ -32,6 +34,7 @@ from ghtrader_assets.ibkr_stages import (
 )
 from ghtrader_assets.io.bar_store import bar_path
 from ghtrader_assets.io.ib_gateway import GatewaySettings
+from ghtrader_assets.io.ibkr_state import read_latest_cache, read_stage_records, write_cache, write_universe
 from ghtrader_assets.sim.demo import run_ibkr_demo
 from ghtrader_assets.sim.ib import GatewaySim
 from ghtrader_assets_tests.fixtures.ib_sim import SIM_AS_OF
@@ -219,7 +222,7 @@ def test_drop_without_reissue_is_err_then_rerun_from_summary_fills_the_gap(
             str(paths.data_root), "--scope", paths.scope, "--state-dir", str(paths.state_dir), "--json"]
     assert cli_main(args) == 0
     latest = read_stage_records(paths.state_dir, "hours")
-    rerun = [r for r in latest if r.run_id != first.run_id and r.status is not Status.SKIPPED]
+    rerun = [r for r in latest if r.run_id != first.run_id and r.purpose == "bars" and r.status is not Status.SKIPPED]
     # only the failed contracts (EMPTY ones too) were requested again
     assert {r.conid for r in failed} <= {r.conid for r in rerun}
     assert all(r.status is not Status.OK or r.conid in {f.conid for f in failed} for r in rerun)
@@ -307,8 +310,8 @@ def test_unknown_symbol_and_stale_cache_are_symbol_errors(
     sim = ib_gateway_factory(symbols=("SPY",), **SIM)
     report = run_contracts(entries(("ZZZZ",)), gateway(sim), paths, options())
     assert report.failed_symbols == ["ZZZZ"] and "does not know the stock" in (report.symbols["ZZZZ"].error or "")
-    stale = write_cache(paths.cache_dir, "SPY", SIM_AS_OF.date(),
-                        [OptionContract(1, "SPY", SIM_AS_OF.date(), "C", 500.0)])  # expired at 16:00 New York
+    stale = write_cache(paths.cache_dir, "SPY", SIM_AS_OF.date(),  # IB stopped serving it at the end of Thursday
+                        [OptionContract(1, "SPY", SIM_AS_OF.date() - timedelta(days=1), "C", 500.0)])
     hours = run_bars("hours", entries(("SPY",)), gateway(sim), paths, options())
     assert hours.failed_symbols == ["SPY"]
     assert f"{stale}: every contract has expired" in (hours.symbols["SPY"].error or "")

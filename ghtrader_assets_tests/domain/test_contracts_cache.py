@@ -8,15 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ghtrader_assets.domain.contracts_cache import (
-    ContractsCacheError,
-    OptionContract,
-    latest_cache_path,
-    parse_cache,
-    read_cache,
-    read_latest_cache,
-    write_cache,
-)
+from ghtrader_assets.domain.contracts_cache import ContractsCacheError, OptionContract, parse_cache
+from ghtrader_assets.io.ibkr_state import latest_cache_path, read_cache, read_latest_cache, write_cache
 
 SEED_RECORD = {
     "conid": 712345678, "symbol": "AAPL", "expiry": "2026-12-18", "right": "C", "strike": 230.0,

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from ghtrader_assets.domain.contracts_cache import OptionContract
+from ghtrader_assets.domain.expiry import ExpiryRule
 from ghtrader_assets.domain.option_subset import is_expired, median_strike, near_the_money, unexpired
 
 EXPIRIES = (date(2026, 11, 13), date(2026, 11, 20), date(2026, 11, 27), date(2026, 12, 4), date(2026, 12, 18))
@@ -22,15 +23,18 @@ def chain() -> list[OptionContract]:
     return out
 
 
-def test_expiry_day_is_live_until_16_new_york() -> None:
+def test_expiry_day_is_served_until_its_end_in_new_york() -> None:
     contract = OptionContract(1, "XYZ", date(2026, 11, 20), "C", 100.0)
-    assert not is_expired(contract, datetime(2026, 11, 20, 20, 59, tzinfo=UTC))  # 15:59 New York
-    assert is_expired(contract, datetime(2026, 11, 20, 21, 0, tzinfo=UTC))
-    assert len(unexpired(chain(), datetime(2026, 11, 20, 22, 0, tzinfo=UTC))) == 3 * 12
+    assert not is_expired(contract, datetime(2026, 11, 20, 21, 30, tzinfo=UTC))  # 16:30 New York: the capture
+    assert not is_expired(contract, datetime(2026, 11, 21, 4, 59, tzinfo=UTC))  # 23:59
+    assert is_expired(contract, datetime(2026, 11, 21, 5, 0, tzinfo=UTC))  # midnight
+    assert is_expired(contract, datetime(2026, 11, 20, 21, 0, tzinfo=UTC), ExpiryRule(served_hours_after_close=0))
+    assert len(unexpired(chain(), datetime(2026, 11, 20, 22, 0, tzinfo=UTC))) == 4 * 12
+    assert len(unexpired(chain(), datetime(2026, 11, 21, 11, 0, tzinfo=UTC))) == 3 * 12
 
 
 def test_expired_expiries_are_removed_before_taking_the_first_e() -> None:
-    as_of = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)  # the 11-13 and 11-20 expiries are gone
+    as_of = datetime(2026, 11, 21, 11, 0, tzinfo=UTC)  # Saturday: the 11-13 and 11-20 expiries are gone
     subset = near_the_money(chain(), as_of, reference_price=101.0, expiries=2, strikes_per_right=3)
     assert {c.expiry for c in subset} == {date(2026, 11, 27), date(2026, 12, 4)}
     assert len(subset) == 2 * 2 * 3

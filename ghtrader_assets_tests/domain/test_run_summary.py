@@ -9,17 +9,13 @@ from pathlib import Path
 from ghtrader_assets.domain.run_summary import (
     Status,
     SummaryRecord,
-    SummaryWriter,
     count_by_status,
-    latest_runs,
-    ok_keys,
-    read_records,
-    read_stage_records,
-    rerun_entries,
     summary_path,
     window_key,
+    window_session,
 )
-from ghtrader_assets.domain.universe import UniverseEntry
+from ghtrader_assets.domain.latest_status import rerun_entries
+from ghtrader_assets.io.ibkr_state import SummaryWriter, read_records, read_stage_records
 
 T0 = datetime(2026, 11, 21, 12, tzinfo=UTC)
 WINDOW = window_key("hours", "8 hours", "6 M", "TRADES", True, date(2026, 11, 20))
@@ -32,6 +28,7 @@ def rec(run: str, symbol: str, conid: int | None, status: Status, minute: int, p
 
 def test_window_key_covers_stage_bar_duration_and_end_day() -> None:
     assert WINDOW == "hours|8 hours|6 M|TRADES|rth|2026-11-20"
+    assert window_session(WINDOW) == date(2026, 11, 20) and window_session("x|y") is None
 
 
 def test_jsonl_round_trip_has_seed_field_names(tmp_path: Path) -> None:
@@ -55,11 +52,6 @@ def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
     assert len(read_records([path])) == 1
 
 
-def test_ok_keys_only_count_ok_bars() -> None:
-    records = [rec("r", "A", 1, Status.OK, 0), rec("r", "A", 2, Status.EMPTY, 1), rec("r", "A", 3, Status.ERR, 2)]
-    assert ok_keys(records) == {(WINDOW, 1)}
-
-
 def test_rerun_universe_uses_latest_outcome_per_contract() -> None:
     records = [
         rec("r1", "AAPL", 1, Status.ERR, 0),
@@ -69,14 +61,9 @@ def test_rerun_universe_uses_latest_outcome_per_contract() -> None:
         rec("r1", "SPY", None, Status.ERR, 2, purpose="symbol"),  # missing cache
         rec("r1", "QQQ", 3, Status.ERR, 3, purpose="reference"),  # fallback used, not a bar gap
     ]
-    assert rerun_entries(records) == (UniverseEntry("MSFT"), UniverseEntry("SPY"))
-    assert rerun_entries(records, statuses=[Status.ERR]) == (UniverseEntry("SPY"),)
-
-
-def test_latest_runs_picks_the_most_recent_runs() -> None:
-    records = [rec("old", "A", 1, Status.ERR, 0), rec("new", "B", 2, Status.ERR, 10), rec("mid", "C", 3, Status.ERR, 5)]
-    assert {r.run_id for r in latest_runs(records, 2)} == {"new", "mid"}
-    assert latest_runs(records, 0) == []
+    # the state files' rule (latest_status.apply), shared by resume, rerun-universe and --rerun-from
+    assert rerun_entries(records) == {"MSFT": (False, {2}), "SPY": (True, set())}
+    assert rerun_entries(records, statuses=[Status.ERR]) == {"SPY": (True, set())}
 
 
 def test_count_by_status_lists_every_status() -> None:

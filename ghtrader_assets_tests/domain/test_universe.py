@@ -11,11 +11,10 @@ from ghtrader_assets.domain.universe import (
     UniverseError,
     batch_of,
     parse_universe,
-    read_universe,
     select_batch,
     select_symbols,
-    write_universe,
 )
+from ghtrader_assets.io.ibkr_state import read_universe, write_universe
 
 
 def test_parse_comments_case_and_blank_conid() -> None:

@@ -152,8 +152,10 @@ def test_in_flight_cap_holds(ib_gateway_factory: Callable[..., GatewaySim]) -> N
 
     results: list[BarFetch] = []
     with IBGatewaySession.open(settings(sim, max_in_flight=5)) as session:
-        session.fetch_many(contracts, lambda c: (c, HOURS), lambda _, result: results.append(result))
+        results = list(session.fetch_all([(c, HOURS) for c in contracts]))
         assert session.stats.max_in_flight_seen <= 5
+    assert [r.bars["conid"][0] for r in results if r.bars.height] == [
+        c.conid for c, r in zip(contracts, results) if r.bars.height]  # answers in request order
     assert len(results) == len(contracts) and sim.stats.max_open_historical <= 5
 
 

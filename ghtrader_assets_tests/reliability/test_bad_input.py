@@ -16,11 +16,12 @@ from ghtrader_assets.defs.futures.partitions import VarietyDay, variety_partitio
 from ghtrader_assets.defs.ibkr.assets import ibkr_contracts
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
 from ghtrader_assets.domain.calendar import CalendarError
-from ghtrader_assets.domain.run_summary import Status, read_stage_records
+from ghtrader_assets.domain.run_summary import Status
 from ghtrader_assets.domain.symbols import SymbolError
-from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, parse_universe, read_universe, select_symbols
+from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, parse_universe, select_symbols
 from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars
 from ghtrader_assets.io.ib_gateway import GatewaySettings
+from ghtrader_assets.io.ibkr_state import read_stage_records, read_universe
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.reader import read_ticks
 from ghtrader_assets.sim.tq import TqSimServer

@@ -14,8 +14,9 @@ import pytest
 
 from ghtrader_assets.defs.ibkr.assets import ibkr_contracts, ibkr_hours_bars
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource
-from ghtrader_assets.domain.run_summary import Status, read_stage_records
+from ghtrader_assets.domain.run_summary import Status
 from ghtrader_assets.io.bar_store import bar_path
+from ghtrader_assets.io.ibkr_state import read_stage_records
 from ghtrader_assets.sim.ib import GatewaySim
 from ghtrader_assets_tests.fixtures.ib_sim import SIM_AS_OF
 
@@ -54,7 +55,8 @@ class IBRun:
         return {k: v.value for k, v in event.materialization.metadata.items()}
 
     def records(self):
-        return read_stage_records(self.root / "state", "hours")
+        """The hours stage's records (not the per-run coverage records)."""
+        return [r for r in read_stage_records(self.root / "state", "hours") if r.purpose != "coverage"]
 
     def assert_all_bars_equal_truth(self) -> int:
         """The latest record of every contract is OK or EMPTY (truly no bars), and every OK file holds

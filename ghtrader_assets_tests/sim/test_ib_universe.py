@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
@@ -54,7 +54,10 @@ def test_stocks_have_stable_conids(universe: SimUniverse) -> None:
 def test_chain_shape(universe: SimUniverse) -> None:
     chain = universe.option_chain("AAPL")
     expiries = sorted({o.expiry for o in chain})
-    assert all(e >= "20261120" for e in expiries) and "20261120" not in expiries  # expired at 16:00
+    # Friday 16:30: today's monthly is still known to IB until the end of its expiry day
+    assert all(e >= "20261120" for e in expiries) and "20261120" in expiries
+    gone = SimUniverse(GatewayConfig(seed=7, as_of=AS_OF, expired_after=timedelta(0)))
+    assert "20261120" not in {o.expiry for o in gone.option_chain("AAPL")}
     assert "20261218" in expiries and "20261224" in expiries  # monthly; Christmas-Friday weekly moves to Thursday
     assert len(expiries) >= 10
     assert len({o.conid for o in chain}) == len(chain)
@@ -130,7 +133,17 @@ def test_duration_and_end(universe: SimUniverse) -> None:
         universe.bars(1, "30 mins", "1 D")
 
 
-def test_illiquid_and_expired_options_have_no_bars(universe: SimUniverse) -> None:
+def test_daily_expiries_of_spy_and_expiry_moment() -> None:
+    u = SimUniverse(GatewayConfig(seed=7, as_of=AS_OF))
+    spy = sorted({date.fromisoformat(f"{e[:4]}-{e[4:6]}-{e[6:]}") for e in {o.expiry for o in u.option_chain("SPY")}})
+    weekdays = {d.weekday() for d in spy[:8]}
+    assert {0, 2, 4} <= weekdays and 1 not in weekdays  # Mon/Wed dailies besides the Friday weeklies
+    assert {o.expiry for o in u.option_chain("AAPL")} & {"20261123", "20261125"} == set()
+    monday = next(o for o in u.option_chain("SPY") if o.expiry == "20261123")
+    assert u.expired_at(monday) == datetime(2026, 11, 24, 0, 0, tzinfo=cal.NY)
+
+
+def test_illiquid_options_have_no_bars_expired_ones_keep_their_history(universe: SimUniverse) -> None:
     chain = universe.option_chain("NVDA")
     illiquid = [o for o in chain if o.illiquid]
     assert 0.05 < len(illiquid) / len(chain) < 0.2
@@ -138,7 +151,9 @@ def test_illiquid_and_expired_options_have_no_bars(universe: SimUniverse) -> Non
     calls = [o for o in chain if o.expiry == chain[0].expiry and o.right == "C"]
     assert max(calls, key=lambda o: o.strike).illiquid  # the farthest OTM call
     expired = [o for o in universe.all_options("NVDA") if o.expiry < "20261120"]
-    assert expired and universe.lookup(expired[-1].conid) == expired[-1]
-    assert universe.bars(expired[-1].conid, "8 hours", "6 M") == []
+    assert expired and universe.lookup(expired[-1].conid) == expired[-1] and universe.expired(expired[-1])
+    # ground truth stays: the gateway, not the universe, refuses expired options (test_ib_gateway)
+    liquid = [o for o in expired if not o.illiquid]
+    assert any(universe.bars(o.conid, "8 hours", "6 M") for o in liquid)
     none = SimUniverse(GatewayConfig(as_of=AS_OF, illiquid_fraction=0.0))
     assert not any(o.illiquid for o in none.option_chain("NVDA"))

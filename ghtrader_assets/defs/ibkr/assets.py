@@ -1,22 +1,26 @@
 """IBKR assets per symbol, one per entry of stage_table.STAGE_TABLE, each with a blocking outcome check."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
 from ghtrader_assets.defs.ibkr.partitions import ibkr_symbol_partitions
 from ghtrader_assets.defs.ibkr.resources import IBGatewayResource, IBKRStorageResource, ibkr_settings
 from ghtrader_assets.domain.stage_table import STAGE_TABLE, BarSpec, StageDef
-from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, check_symbol, read_universe
+from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, check_symbol
+from ghtrader_assets.domain.us_sessions import parse_end
 from ghtrader_assets.ibkr_stages import OVERLAP_DAYS, RunOptions, StageReport, StageRun, SubsetSpec
+from ghtrader_assets.io.ibkr_state import read_universe
 
 POOL = "ibkr_gateway"  # one step at a time talks to the gateway: `dagster instance concurrency set ibkr_gateway 1`
 GROUP = "ibkr"
 CHECK = "outcome_shares"
+COVERAGE_CHECK = "expiry_coverage"
 
 
 class ContractsConfig(dg.Config):
-    """force: rediscover even if this session's cache exists; end: ISO time standing for "now" (tests, replays)."""
+    """force: rediscover even if this session's cache exists; end: ISO time standing for "now" (no zone: New
+    York; tests, replays)."""
 
     force: bool = False
     end: str | None = None
@@ -25,7 +29,9 @@ class ContractsConfig(dg.Config):
 class BarsConfig(dg.Config):
     """Bar request (None: the stage's entry in the stage table); force: re-request contracts already
     OK for this window; incremental: merge with stored bars, re-fetching `overlap_days` before the
-    last stored bar; expiries / strikes_per_right: the near-the-money subset (subset stages only)."""
+    last stored bar; expiries / strikes_per_right: the near-the-money subset (subset stages only);
+    capture: only the contracts about to expire (the daily capture schedule sets it);
+    skip_underlying_close False: no underlying close fails the symbol instead of using the median strike."""
 
     bar_size: str | None = None
     duration: str | None = None
@@ -37,6 +43,8 @@ class BarsConfig(dg.Config):
     end: str | None = None
     expiries: int = SubsetSpec.expiries
     strikes_per_right: int = SubsetSpec.strikes_per_right
+    capture: bool = False
+    skip_underlying_close: bool = True
 
 
 def _entry(context: dg.AssetExecutionContext, storage: IBKRStorageResource) -> UniverseEntry:
@@ -53,10 +61,7 @@ def _entry(context: dg.AssetExecutionContext, storage: IBKRStorageResource) -> U
 
 
 def _end(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_end(value) if value else None
 
 
 def _result(context: dg.AssetExecutionContext, report: StageReport, asset_name: str) -> dg.MaterializeResult:
@@ -87,6 +92,11 @@ def _result(context: dg.AssetExecutionContext, report: StageReport, asset_name: 
             metadata["discovery_s"] = round(outcome.discovery_s, 3)
         if outcome.latest:
             metadata["latest_status"] = dg.MetadataValue.json(outcome.latest)
+    coverage = report.coverage
+    if report.stage != "contracts":
+        metadata.update({"truncated_by_expiry": coverage.truncated, "expired_contracts": coverage.expired,
+                         "lost_sessions": coverage.lost_sessions,
+                         "truncated_sample": dg.MetadataValue.json(list(coverage.truncated_conids[:20]))})
     failed = report.failed_symbols
     if failed:
         errors = "; ".join(f"{s}: {report.symbols[s].error}" for s in failed)
@@ -100,7 +110,13 @@ def _result(context: dg.AssetExecutionContext, report: StageReport, asset_name: 
         metadata={"err_share": max((c.err_share for c in checks), default=0.0),
                   "empty_share": max((c.empty_share for c in checks), default=0.0),
                   "contracts": sum(c.contracts for c in checks)})
-    return dg.MaterializeResult(metadata=metadata, check_results=[result])  # type: ignore[arg-type]
+    results = [result]
+    if report.stage != "contracts":
+        results.append(dg.AssetCheckResult(
+            check_name=COVERAGE_CHECK, asset_key=asset_name, passed=coverage.truncated == 0,
+            severity=dg.AssetCheckSeverity.WARN, description=coverage.text(),
+            metadata={"truncated_by_expiry": coverage.truncated, "lost_sessions": coverage.lost_sessions}))
+    return dg.MaterializeResult(metadata=metadata, check_results=results)  # type: ignore[arg-type]
 
 
 def build_stage_asset(stage: StageDef) -> dg.AssetsDefinition:
@@ -111,6 +127,10 @@ def build_stage_asset(stage: StageDef) -> dg.AssetsDefinition:
     kinds = {"ibkr", "json" if stage.spec is None else "parquet"}
     check = dg.AssetCheckSpec(CHECK, asset=name, blocking=True,
                               description="ERR share <= max_err_share and EMPTY share <= max_empty_share")
+    coverage_check = dg.AssetCheckSpec(
+        COVERAGE_CHECK, asset=name, blocking=False,
+        description="no expired contract whose stored data ends before its last session (warning only: "
+                    "IB serves no history for expired options, so what is lost stays lost)")
 
     if stage.spec is None:
         @dg.asset(name=name, partitions_def=ibkr_symbol_partitions, pool=POOL, group_name=GROUP, kinds=kinds,
@@ -129,7 +149,7 @@ def build_stage_asset(stage: StageDef) -> dg.AssetsDefinition:
     default = stage.spec
 
     @dg.asset(name=name, partitions_def=ibkr_symbol_partitions, pool=POOL, group_name=GROUP, kinds=kinds,
-              deps=deps, check_specs=[check], description=stage.description)
+              deps=deps, check_specs=[check, coverage_check], description=stage.description)
     def bars_asset(context: dg.AssetExecutionContext, config: BarsConfig,
                    ib_gateway: IBGatewayResource, ibkr_storage: IBKRStorageResource) -> dg.MaterializeResult:
         entry = _entry(context, ibkr_storage)  # an invalid key fails before anything is created
@@ -137,10 +157,11 @@ def build_stage_asset(stage: StageDef) -> dg.AssetsDefinition:
         spec = BarSpec(config.bar_size or default.bar_size, config.duration or default.duration,
                        config.what_to_show or default.what, config.use_rth)
         options = RunOptions(run_id=context.run.run_id, end=_end(config.end), force=config.force,
-                             incremental=config.incremental, overlap=timedelta(days=config.overlap_days))
+                             incremental=config.incremental, overlap=timedelta(days=config.overlap_days),
+                             capture=config.capture, require_close=not config.skip_underlying_close)
         run = StageRun(stage, settings.gateway, settings.paths, options, spec,
                        SubsetSpec(config.expiries, config.strikes_per_right), settings.discovery,
-                       settings.thresholds)
+                       settings.thresholds, expiry=settings.expiry)
         return _result(context, run.run([entry]), name)
 
     return bars_asset

@@ -65,7 +65,8 @@ class IBGatewayResource(_SettingsResource):
 
 
 class IBKRStorageResource(_SettingsResource):
-    """Where the IBKR stages read and write, and the outcome thresholds that fail a partition."""
+    """Where the IBKR stages read and write, the outcome thresholds that fail a partition, and the
+    expiry rule with the daily capture."""
 
     data_root: str = _field("data_root")
     scope: str = _field("scope")
@@ -74,6 +75,9 @@ class IBKRStorageResource(_SettingsResource):
     discovery_workers: int = _field("discovery_workers")
     max_err_share: float = _field("max_err_share")
     max_empty_share: float = _field("max_empty_share")
+    served_hours_after_close: float = _field("served_hours_after_close")
+    capture_time: str = _field("capture_time")
+    capture_lead_days: int = _field("capture_lead_days")
 
     def paths(self) -> StoragePaths:
         return resolve(self.values(), environ={}).paths

@@ -4,7 +4,8 @@ import dagster as dg
 
 from ghtrader_assets.defs.ibkr.partitions import ibkr_symbol_partitions
 from ghtrader_assets.defs.ibkr.resources import IBKRStorageResource
-from ghtrader_assets.domain.universe import UniverseError, read_universe
+from ghtrader_assets.domain.universe import UniverseError
+from ghtrader_assets.io.ibkr_state import read_universe
 
 
 @dg.sensor(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 DEFAULT_SYMBOLS: tuple[str, ...] = (
     "AAPL", "MSFT", "SPY", "QQQ", "NVDA", "AMZN", "TSLA", "META", "GOOGL", "IWM", "AMD", "NFLX",
@@ -24,12 +25,30 @@ FARM_BROKEN: tuple[tuple[int, str], ...] = (
 )
 
 
+class SimClock:
+    """A settable simulated clock, shared by the simulator and the test or benchmark that moves it
+    (a simulated month runs in seconds)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start.astimezone(UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        with self._lock:
+            self._now = when.astimezone(UTC)
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """Everything that shapes the simulator; the defaults behave like a healthy gateway with real IB limits."""
 
     seed: int = 7
     as_of: datetime | None = None  # simulated "now"; None follows the real clock
+    clock: SimClock | None = None  # a moving simulated "now" (wins over as_of)
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     host: str = "127.0.0.1"
     port: int = 0  # 0 picks a free port
@@ -41,6 +60,14 @@ class GatewayConfig:
     monthly_expiries: int = 9  # monthlies (third Fridays) are listed this many months ahead
     strike_step: float | None = None  # listed strike spacing; None: by price level (0.5 .. 10)
     strike_width: float | None = None  # strikes listed within close x (1 +/- width); None: 0.25 monthly, 0.12 weekly
+    # underlyings with daily expiries on these weekdays (0 = Monday) besides the Friday weeklies, listed
+    # daily_expiry_weeks ahead (SPY and QQQ list an expiry every session; Mon/Wed keeps the chains small)
+    daily_symbols: tuple[str, ...] = ("SPY", "QQQ")
+    daily_weekdays: tuple[int, ...] = (0, 2)
+    daily_expiry_weeks: int = 2
+    # IB keeps no expired option: from this long after 16:00 New York on the expiry day (default: the end
+    # of that day) a request for it is answered as for an unknown contract (error 200), never with bars
+    expired_after: timedelta = timedelta(hours=8)
     # latency and pacing
     latency_s: float = 0.0  # delay before answering contract, chain and history requests
     max_open: int = 50  # simultaneous open historical requests
@@ -58,4 +85,6 @@ class GatewayConfig:
 
     def now(self) -> datetime:
         """The simulated current time (UTC)."""
+        if self.clock is not None:
+            return self.clock.now()
         return self.as_of.astimezone(UTC) if self.as_of else datetime.now(UTC)

@@ -241,12 +241,14 @@ class GatewaySim:
         conn.send(wire.reply("current_time", int(self._now().timestamp())))
 
     # ---- contracts and chains
-    def _match(self, m: dict[str, str], include_expired: bool) -> list[StockSpec | OptionSpec]:
-        """Contracts matching the request's contract fields, as reqContractDetails would list them."""
+    def _match(self, m: dict[str, str]) -> list[StockSpec | OptionSpec]:
+        """Contracts matching the request's contract fields, as reqContractDetails would list them. An
+        expired option is unknown whatever includeExpired says: IB keeps no expired options (the flag
+        reaches expired futures only), so it answers error 200 like for a contract that never existed."""
         u = self.universe
         if int(m.get("conId") or 0):
             spec = u.lookup(int(m["conId"]))
-            ok = spec is not None and (include_expired or isinstance(spec, StockSpec) or not u.expired(spec))
+            ok = spec is not None and (isinstance(spec, StockSpec) or not u.expired(spec))
             return [spec] if ok and spec is not None else []
         symbol, sec_type = m.get("symbol", "").upper(), m.get("secType", "")
         if symbol not in u.symbols or m.get("currency", "") not in ("", "USD"):
@@ -259,9 +261,9 @@ class GatewaySim:
         strike = float(m.get("strike") or 0)
         if len(expiry) == 8 and right and strike:  # fully specified: index lookup instead of a chain scan
             exact = u.option(symbol, expiry, right, strike)
-            pool = [exact] if exact and (include_expired or not u.expired(exact)) else []
+            pool = [exact] if exact and not u.expired(exact) else []
         else:
-            pool = u.all_options(symbol) if include_expired else u.option_chain(symbol)
+            pool = u.option_chain(symbol)
         return [o for o in pool
                 if o.expiry.startswith(expiry) and (not right or o.right == right)
                 and (not strike or abs(o.strike - strike) < 1e-6)
@@ -301,7 +303,7 @@ class GatewaySim:
     async def _contract_details(self, conn: _Conn, m: dict[str, str]) -> None:
         await asyncio.sleep(self.config.latency_s)
         req_id = int(m["reqId"])
-        specs = self._match(m, m.get("includeExpired") == "1")
+        specs = self._match(m)
         if not specs:
             return self._error(conn, req_id, 200, NO_SECDEF)
         exchange = m.get("exchange", "")
@@ -398,7 +400,7 @@ class GatewaySim:
         assert self._farm_up is not None
         await asyncio.sleep(self.config.latency_s)
         await self._farm_up.wait()  # during a 1100 outage answers are held, not lost
-        specs = self._match(m, include_expired=True)
+        specs = self._match(m)  # an expired option: error 200, as IB answers
         if len(specs) == 1 and (specs[0].conid in self.config.hang_conids or n in self.config.hang_requests):
             await asyncio.Future()  # never answered; released by cancelHistoricalData or disconnect
         release()
@@ -415,8 +417,8 @@ class GatewaySim:
         fields: list[object] = [req_id, self._stamp(start, fmt), self._stamp(min(end or now, now), fmt), len(bars)]
         for b in bars:
             fields += [self._stamp(b.time, fmt), b.open, b.high, b.low, b.close, b.volume, b.wap, b.count]
+        self.stats.bars_sent += len(bars)  # counted before the answer leaves, so a client never sees it first
         conn.send(wire.frame([*wire.REPLIES["historical_data"], *fields]))
-        self.stats.bars_sent += len(bars)
         await conn.writer.drain()
 
     def _cancel_historical(self, conn: _Conn, m: dict[str, str]) -> None:

@@ -74,6 +74,14 @@ def option_conid(symbol: str, expiry: str, right: str, strike: float) -> int:
     return 100_000_000 + stable_hash(symbol, expiry, right, f"{strike:.4f}") % 2**40
 
 
+def _trades(day: date) -> bool:
+    """A session day of the simulated calendar (weekdays beyond its years)."""
+    try:
+        return cal.is_trading_day(day)
+    except ValueError:
+        return day.weekday() < 5
+
+
 def parse_duration(duration: str) -> tuple[int, str]:
     """'6 M' -> (6, 'M'); raises ValueError for anything IB would reject."""
     m = re.fullmatch(r"\s*(\d+)\s+([SDWMY])\s*", duration)
@@ -114,8 +122,9 @@ class SimUniverse:
         self.symbols = tuple(s.upper() for s in self.config.symbols)
         self._days = cal.trading_days(date(cal.FIRST_YEAR, 1, 1), date(cal.LAST_YEAR, 12, 31))
         self._by_conid: dict[int, StockSpec | OptionSpec] = {}
-        self._options: dict[str, list[OptionSpec]] = {}
+        self._options: dict[tuple[str, date], list[OptionSpec]] = {}
         self._listed: dict[int, date] = {}
+        self._illiquid: dict[int, bool] = {}
         self._by_terms: dict[tuple[str, str, str, float], OptionSpec] = {}
         self._close_cache: dict[str, np.ndarray] = {}
         self._lock = threading.RLock()  # the gateway thread and test code share one universe
@@ -136,30 +145,35 @@ class SimUniverse:
         """Annual volatility of the symbol's random walk."""
         return 0.18 + (stable_hash("vol", symbol) % 30) / 100
 
-    def _expiries(self, today: date) -> list[tuple[date, bool]]:
-        """(expiry, listed-now) for every expiry from a year back up to the listing horizon."""
+    def _expiries(self, symbol: str, today: date) -> list[tuple[date, str, date]]:
+        """(expiry, kind, listing day) of every expiry listed by `today`, from a year back: Friday weeklies,
+        third-Friday monthlies and, for daily_symbols, the daily_weekdays' sessions."""
+        c = self.config
         out = []
         monday = today - timedelta(today.weekday())
-        for week in range(-53, 4 * self.config.monthly_expiries + 6):
+        for week in range(-53, 4 * c.monthly_expiries + 6):
             friday = monday + timedelta(weeks=week, days=4)
             monthly = 15 <= friday.day <= 21
-            listed = friday - (timedelta(days=31 * self.config.monthly_expiries) if monthly
-                               else timedelta(weeks=self.config.weekly_expiries))
+            listed = friday - (timedelta(days=31 * c.monthly_expiries) if monthly
+                               else timedelta(weeks=c.weekly_expiries))
             if listed <= today:
-                out.append((cal.expiry_friday(friday), monthly))
-        return out
+                out.append((cal.expiry_friday(friday), "monthly" if monthly else "weekly", listed))
+            if symbol in c.daily_symbols and week <= c.daily_expiry_weeks:
+                for weekday in c.daily_weekdays:
+                    day = friday - timedelta(days=4 - weekday)
+                    listed = day - timedelta(weeks=c.daily_expiry_weeks)
+                    if weekday < 4 and listed <= today and _trades(day):
+                        out.append((day, "daily", listed))
+        return sorted(out)
 
-    def _build(self, symbol: str) -> list[OptionSpec]:
-        today = self.config.now().astimezone(cal.NY).date()
+    def _build(self, symbol: str, today: date) -> list[OptionSpec]:
         specs: list[OptionSpec] = []
-        for expiry, monthly in self._expiries(today):
-            listed = expiry - (timedelta(days=31 * self.config.monthly_expiries) if monthly
-                               else timedelta(weeks=self.config.weekly_expiries))
+        for expiry, kind, listed in self._expiries(symbol, today):
             # strikes are added as the underlying moves: cover every close from listing until today or expiry
             lo, hi = bisect_right(self._days, listed) - 1, bisect_right(self._days, min(today, expiry))
             closes = self._closes(symbol)[max(lo, 0):max(hi, lo + 1, 1)]
             inc = self.config.strike_step or strike_increment(float(closes[0]))
-            width = self.config.strike_width or (0.25 if monthly else 0.12)
+            width = self.config.strike_width or (0.25 if kind == "monthly" else 0.12)
             strikes = [k * inc for k in range(math.ceil(float(closes.min()) * (1 - width) / inc),
                                               math.floor(float(closes.max()) * (1 + width) / inc) + 1)]
             exp = expiry.strftime("%Y%m%d")
@@ -169,8 +183,10 @@ class SimUniverse:
                 for i, strike in enumerate(otm_first):
                     strike = round(strike, 4)
                     conid = option_conid(symbol, exp, right, strike)
-                    specs.append(OptionSpec(conid, symbol, exp, right, strike, "100", symbol, i < n_illiquid))
-                    self._listed[conid] = listed
+                    # a contract's liquidity is fixed when first listed: strikes added later do not change it
+                    illiquid = self._illiquid.setdefault(conid, i < n_illiquid)
+                    specs.append(OptionSpec(conid, symbol, exp, right, strike, "100", symbol, illiquid))
+                    self._listed[conid] = min(listed, self._listed.get(conid, listed))
         specs.sort(key=lambda o: (o.expiry, o.right, o.strike))
         for spec in specs:
             self._by_conid[spec.conid] = spec
@@ -178,12 +194,14 @@ class SimUniverse:
         return specs
 
     def all_options(self, symbol: str) -> list[OptionSpec]:
-        """Every option the simulator knows for the symbol, including expired ones from the last year."""
+        """Every option the simulator knows for the symbol today (simulated clock), expired ones of the
+        last year included; strikes listed since earlier days stay known."""
         symbol = self.stock(symbol).symbol
+        today = self.config.now().astimezone(cal.NY).date()
         with self._lock:
-            if symbol not in self._options:
-                self._options[symbol] = self._build(symbol)
-            return self._options[symbol]
+            if (symbol, today) not in self._options:
+                self._options[(symbol, today)] = self._build(symbol, today)
+            return self._options[(symbol, today)]
 
     def option(self, symbol: str, expiry: str, right: str, strike: float) -> OptionSpec | None:
         """The option with exactly these terms (expired ones included), or None."""
@@ -191,17 +209,17 @@ class SimUniverse:
         return self._by_terms.get((symbol.upper(), expiry, right, round(strike, 4)))
 
     def option_chain(self, symbol: str) -> list[OptionSpec]:
-        """The listed, unexpired options at as_of, sorted by (expiry, right, strike)."""
-        first = self._first_live_expiry()
-        return [o for o in self.all_options(symbol) if o.expiry >= first]
+        """The listed options IB still serves now, sorted by (expiry, right, strike)."""
+        return [o for o in self.all_options(symbol) if not self.expired(o)]
 
-    def _first_live_expiry(self) -> str:
-        local = self.config.now().astimezone(cal.NY)
-        return (local.date() + timedelta(days=local.time() >= cal.CLOSE)).strftime("%Y%m%d")
+    def expired_at(self, spec: OptionSpec) -> datetime:
+        """When IB stops knowing the option: `expired_after` past 16:00 New York on its expiry day."""
+        close = datetime.combine(datetime.strptime(spec.expiry, "%Y%m%d").date(), cal.CLOSE, cal.NY)
+        return close + self.config.expired_after
 
     def expired(self, spec: OptionSpec) -> bool:
-        """An option expires at 16:00 New York on its expiry day."""
-        return spec.expiry < self._first_live_expiry()
+        """True once the option is gone from IB (see expired_at)."""
+        return self.config.now() >= self.expired_at(spec)
 
     def lookup(self, conid: int) -> StockSpec | OptionSpec | None:
         """The contract with this conId, or None."""
@@ -272,7 +290,9 @@ class SimUniverse:
 
     def bars(self, conid: int, bar_size: str, duration: str, end: datetime | None = None,
              use_rth: bool = True) -> list[Bar]:
-        """TRADES bars the gateway returns; the sim has no extended hours, so use_rth does not change them."""
+        """TRADES bars of the contract up to `end` (None: now); the sim has no extended hours, so use_rth does
+        not change them. Ground truth whether or not the option has expired since: the gateway
+        (server.py) refuses expired options as IB does."""
         spec = self.lookup(conid)
         if spec is None:
             raise KeyError(conid)
@@ -281,8 +301,8 @@ class SimUniverse:
         count, unit = parse_duration(duration)
         now = self.config.now()
         end = min(end.astimezone(UTC), now) if end else now
-        if isinstance(spec, OptionSpec) and (spec.illiquid or self.expired(spec)):
-            return []  # illiquid options never trade; IB serves no history for expired options
+        if isinstance(spec, OptionSpec) and spec.illiquid:
+            return []  # illiquid options never trade
         end_day = end.astimezone(cal.NY).date()
         if unit == "D":
             days = [d for d in cal.trading_days(end_day - timedelta(days=2 * count + 10), end_day)
