@@ -8,6 +8,7 @@ the contracts requested again on resume, wall time and the weekend projection fr
 
 from __future__ import annotations
 
+import _harness  # first: the project root on sys.path
 import argparse
 import json
 import os
@@ -77,6 +78,7 @@ def bar_records(root: Path, run_id: str) -> list:
 
 
 def main() -> int:
+    _harness.stop_on_signals()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--symbols", type=int, default=300)
     parser.add_argument("--contracts", type=int, default=20, help="contracts per symbol in the caches")

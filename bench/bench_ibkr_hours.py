@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _harness  # first: the project root on sys.path
 import argparse
 import json
 import tempfile
@@ -12,7 +13,9 @@ from pathlib import Path
 from ghtrader_assets.domain.contracts_cache import OptionContract
 from ghtrader_assets.domain.option_subset import unexpired
 from ghtrader_assets.domain.universe import UniverseEntry
-from ghtrader_assets.ibkr_stages import HOURS_SPEC, RunOptions, StoragePaths, run_bars, run_contracts
+from ghtrader_assets.domain.stage_table import stage_def
+from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths
+from ghtrader_assets_tests.fixtures.ib_stages import run_bars, run_contracts
 from ghtrader_assets.io.ib_gateway import BarQuery, GatewaySettings, IBGatewaySession
 from ghtrader_assets.io.ibkr_state import read_latest_cache
 from ghtrader_assets.sim.ib import GatewayConfig, GatewaySim
@@ -22,6 +25,7 @@ OLD_RATE_PER_MIN = 10.0  # the earlier script: one request at a time, 10 request
 
 
 def main() -> int:
+    _harness.stop_on_signals()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--symbols", default="AAPL,MSFT",
                         help="simulated underlyings (default AAPL,MSFT; the contracts are those bounded discovery keeps)")
@@ -86,7 +90,7 @@ def _old_way_sample(sim: GatewaySim, contracts: list[OptionContract]) -> float:
     in flight, 10 requests/minute (measured between the first and the last answer)."""
     settings = GatewaySettings(host=sim.host, port=sim.port, client_id=32, client_msg_rate=0, max_in_flight=1,
                                rate_per_s=OLD_RATE_PER_MIN / 60.0, request_timeout_s=30.0)
-    query = BarQuery(HOURS_SPEC, end=AS_OF)
+    query = BarQuery(stage_def("hours").spec, end=AS_OF)
     answered: list[float] = []
     with IBGatewaySession.open(settings) as session:
         for _ in session.fetch_all([(c, query) for c in contracts]):

@@ -4,6 +4,7 @@ and a projection for 380 symbols against a weekend."""
 
 from __future__ import annotations
 
+import _harness  # first: the project root on sys.path
 import argparse
 import json
 import tempfile
@@ -16,7 +17,8 @@ from ghtrader_assets.domain.latest_status import SymbolStatus, apply
 from ghtrader_assets.domain.run_summary import Status, SummaryRecord, summary_path
 from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_cli import rerun_universe
-from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars, run_contracts
+from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths
+from ghtrader_assets_tests.fixtures.ib_stages import run_bars, run_contracts
 from ghtrader_assets.io.ib_gateway import GatewaySettings, IBGatewaySession, StockRef
 from ghtrader_assets.io.ibkr_state import SummaryWriter, read_stage_records, read_status, write_status
 from ghtrader_assets.sim.ib import GatewayConfig, GatewaySim
@@ -116,6 +118,7 @@ def bookkeeping(records: int, symbols: int) -> dict[str, object]:
 
 
 def main() -> int:
+    _harness.stop_on_signals()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, default=1.0, help="hours stage latency, s (default 1)")
     parser.add_argument("--discovery-latency", type=float, default=0.0, help="discovery latency, s (default 0)")

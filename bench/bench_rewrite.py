@@ -13,6 +13,7 @@ A day of SHFE.cu in the simulator is about 27,000 ticks; the default frame is th
 
 from __future__ import annotations
 
+import _harness  # first: the project root on sys.path
 import argparse
 import statistics
 import sys
@@ -20,17 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import polars as pl
 
-import polars as pl  # noqa: E402
-
-from ghtrader_assets.domain.schedule import ScheduleRow  # noqa: E402
-from ghtrader_assets.domain.symbols import variety_of  # noqa: E402
-from ghtrader_assets.io import futures_store as store  # noqa: E402
-from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings  # noqa: E402
-from ghtrader_assets.io.questdb_schema import RAW_TICKS  # noqa: E402
-from ghtrader_assets.io.questdb_server import QuestDBServer, ServerPorts  # noqa: E402
-from ghtrader_assets_tests.reliability.rewrite_worker import CAL, tick_frame  # noqa: E402
+from ghtrader_assets.domain.schedule import ScheduleRow
+from ghtrader_assets.domain.symbols import variety_of
+from ghtrader_assets.io import futures_store as store
+from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
+from ghtrader_assets.io.questdb_schema import RAW_TICKS
+from ghtrader_assets.io.questdb_server import QuestDBServer, ServerPorts
+from ghtrader_assets_tests.reliability.rewrite_worker import CAL, tick_frame
 
 DAY = CAL.days[10]
 
@@ -53,6 +52,7 @@ def store_raw(qdb: QuestDBClient, contract: str, day, bounds: tuple[int, int], f
 
 
 def main() -> int:
+    _harness.stop_on_signals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=30_000)
     parser.add_argument("--repeat", type=int, default=20)

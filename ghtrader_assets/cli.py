@@ -1,5 +1,5 @@
-"""Operator commands: the demo run, the local QuestDB server, the ledger (coverage, verify, manifests), the
-IBKR stages and the doctor."""
+"""Operator commands: the local QuestDB server, the ledger (coverage, verify, manifests), the IBKR stages and
+the doctor. (The offline demo is the simulators' own: `python -m ghtrader_assets.sim.demo`.)"""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ COMMAND_MODULES = (
     "ghtrader_assets.io.questdb_server",
     "ghtrader_assets.ledger_cli",
     "ghtrader_assets.ibkr_cli",
-    "ghtrader_assets.sim.demo",
     "ghtrader_assets.doctor",
 )
 

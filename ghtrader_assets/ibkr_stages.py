@@ -45,10 +45,8 @@ from ghtrader_assets.io.ib_gateway import (
 from ghtrader_assets.io.ibkr_state import find_contracts, read_latest_cache, write_cache
 
 __all__ = ["BarSpec", "RunOptions", "StageReport", "StageRun", "StoragePaths", "SubsetSpec", "SymbolOutcome",
-           "new_run_id", "run_bars", "run_contracts"]
+           "new_run_id"]
 log = logging.getLogger(__name__)
-HOURS_SPEC = stage_def("hours").spec
-MINUTES_SPEC = stage_def("minutes").spec
 
 
 @dataclass(frozen=True)
@@ -400,34 +398,3 @@ def cache_day(path: Path) -> date | None:
         return date.fromisoformat(path.stem.rsplit("_", 1)[-1])
     except ValueError:
         return None
-
-
-def run_contracts(
-    entries: Sequence[UniverseEntry],
-    gateway: GatewaySettings,
-    paths: StoragePaths,
-    options: RunOptions | None = None,
-    discovery: DiscoveryBounds | None = None,
-    thresholds: OutcomeThresholds | None = None,
-) -> StageReport:
-    """The contracts stage (bounded discovery) for `entries`; see StageRun._contracts."""
-    return StageRun(stage_def("contracts"), gateway, paths, options, discovery=discovery,
-                    thresholds=thresholds).run(entries)
-
-
-def run_bars(
-    stage: str,
-    entries: Sequence[UniverseEntry],
-    gateway: GatewaySettings,
-    paths: StoragePaths,
-    options: RunOptions | None = None,
-    spec: BarSpec | None = None,
-    subset: SubsetSpec | None = None,
-    thresholds: OutcomeThresholds | None = None,
-    expiry: ExpiryRule | None = None,
-) -> StageReport:
-    """A bar stage of stage_table (hours, minutes, ...) for `entries`; see StageRun._bars. `spec`
-    overrides the table's bar request."""
-    return StageRun(stage_def(stage), gateway, paths, options, spec, subset, thresholds=thresholds,
-                    expiry=expiry).run(entries)
-

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export DAGSTER_HOME="$PWD/.dagster_home"
-exec .venv/bin/ghtrader-assets demo "$@"
+exec .venv/bin/python -m ghtrader_assets.sim.demo "$@"

@@ -17,7 +17,6 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 
 from ghtrader_assets.domain.calendar import TradingCalendar
 from ghtrader_assets.domain.sessions import Sessions, SessionSpecError
@@ -138,12 +137,18 @@ def _night(eve: Sessions, calendar: TradingCalendar, day: date) -> list[tuple[in
     return [_interval(prev, w) for w in eve.day]
 
 
-def load_session_file(path: str | Path) -> tuple[list[tuple], list[tuple[str, date, bool, str]]]:
-    """The user's additions: {"changes": [{"variety", "effective_from", "trading_time"[, "source"]}],
-    "night_exceptions": [{"scope" (exchange or variety), "day", "night" (bool), "reason"}]}."""
-    data = json.loads(Path(path).read_text())
-    changes = [(c["variety"], date.fromisoformat(c["effective_from"]), c["trading_time"], c.get("source", str(path)))
-               for c in data.get("changes", [])]
-    exceptions = [(e["scope"], date.fromisoformat(e["day"]), bool(e["night"]), e.get("reason", ""))
-                  for e in data.get("night_exceptions", [])]
+def parse_session_file(text: str, name: str) -> tuple[list[tuple], list[tuple[str, date, bool, str]]]:
+    """The user's additions (the GHTRADER_SESSION_HISTORY file `name`): {"changes": [{"variety",
+    "effective_from", "trading_time"[, "source"]}], "night_exceptions": [{"scope" (exchange or variety),
+    "day", "night" (bool), "reason"}]}. A malformed file is an error naming the file and what is wrong."""
+    try:
+        data = json.loads(text)
+        changes = [(c["variety"], date.fromisoformat(c["effective_from"]), c["trading_time"], c.get("source", name))
+                   for c in data.get("changes", [])]
+        exceptions = [(e["scope"], date.fromisoformat(e["day"]), bool(e["night"]), e.get("reason", ""))
+                      for e in data.get("night_exceptions", [])]
+        for _, _, trading_time, _ in changes:
+            Sessions.parse(trading_time)
+    except (ValueError, KeyError, TypeError, AttributeError, SessionSpecError) as exc:
+        raise SessionSpecError(f"{name}: not a session-history file ({type(exc).__name__}: {exc})") from exc
     return changes, exceptions

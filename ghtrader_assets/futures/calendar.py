@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 from ghtrader_assets.domain.calendar import CST, TradingCalendar, current_trading_day
-from ghtrader_assets.domain.session_history import KNOWN_CHANGES, KNOWN_NIGHT_EXCEPTIONS, SessionHistory, load_session_file
+from ghtrader_assets.domain.session_history import KNOWN_CHANGES, KNOWN_NIGHT_EXCEPTIONS, SessionHistory, parse_session_file
 from ghtrader_assets.domain.sessions import Sessions
 from ghtrader_assets.domain.symbols import has_l5_depth, main_symbol, parse_variety
 from ghtrader_assets.io import ledger_store as ledger
@@ -84,7 +85,11 @@ def session_histories(qdb: QuestDBClient, varieties: Iterable[str], extra_file: 
     file (GHTRADER_SESSION_HISTORY)."""
     changes, exceptions = list(KNOWN_CHANGES), list(KNOWN_NIGHT_EXCEPTIONS)
     if extra_file:
-        more_changes, more_exceptions = load_session_file(extra_file)
+        try:
+            text = Path(extra_file).read_text()
+        except OSError as exc:
+            raise ChainError(f"cannot read the GHTRADER_SESSION_HISTORY file {extra_file}: {exc}") from exc
+        more_changes, more_exceptions = parse_session_file(text, extra_file)
         changes += more_changes
         exceptions += more_exceptions
     out = {}

@@ -4,8 +4,6 @@ ahead of the store in a thread of its own, the store writes batches of days. One
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,22 +18,21 @@ from ghtrader_assets.domain.session_history import SessionHistory
 from ghtrader_assets.domain.symbols import expected_depth, main_symbol
 from ghtrader_assets.domain.tick_cleaning import CleaningReport, flag_ticks, keep_rule
 from ghtrader_assets.domain.ticks import served_depth, with_row_hash, with_seq
-from ghtrader_assets.futures.calendar import ChainError
+from ghtrader_assets.futures.download import DownloadFailed, DownloadProcess, TickSource
 from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient
-from ghtrader_assets.io.tqsdk_client import TqSdkClient
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ChainSteps:
-    """Which of the per-day assets a run materializes."""
+    """Which of the per-day assets a run materializes (named as the assets are)."""
 
-    raw: bool = True  # underlying_ticks: download and store the scheduled contract's day
+    underlying_ticks: bool = True  # download and store the scheduled contract's day (raw)
     main_l5: bool = True  # cut the curated series from it inside QuestDB
-    index: bool = True  # write and check the day index
+    day_index: bool = True  # write and check the day index
 
 
 @dataclass(frozen=True)
@@ -80,10 +77,14 @@ class DayOutcome:
 class PipelineLimits:
     prefetch_days: int = 4  # downloaded days waiting to be stored, at most (memory stays flat)
     batch_days: int = 8  # days stored together: one write and one WAL barrier per table per batch
+    # A TqSdk login keeps some of what it received (see io.tqsdk_client._forget_received_ticks): the download
+    # logs in afresh after this many days or ticks (about 18 days of one real-density contract).
+    login_days: int = 20
+    login_ticks: int = 1_000_000
 
 
 def run_days(
-    tq_session: Callable[[], TqSdkClient],
+    new_client: Callable[[], TickSource],
     qdb: QuestDBClient,
     calendar: TradingCalendar,
     days: Sequence[tuple[str, date]],
@@ -93,12 +94,12 @@ def run_days(
     max_retries: int = DEFAULT_MAX_RETRIES,
     limits: PipelineLimits = PipelineLimits(),
 ) -> Iterator[DayOutcome]:
-    """Yield one outcome per (variety, day), in order. With `steps.raw`, one thread of its own opens a TqSdk
-    session (`tq_session()` makes a new one) and downloads the scheduled contracts' days ahead of the store,
-    at most `limits.prefetch_days` ahead; the calling thread flags and stores whatever has arrived as one
-    batch. Each day is judged by its variety's session history (`histories`). A day before the variety's
-    window is `listed=False`; a day that fails yields an outcome with `error`; a QuestDB failure fails the
-    days of its batch."""
+    """Yield one outcome per (variety, day), in order. With `steps.underlying_ticks`, a process of its own
+    (futures.download) logs in to TqSdk (`new_client()`, picklable: it is called in that process) and
+    downloads the scheduled contracts' days ahead of the store, at most `limits.prefetch_days` ahead; this
+    process flags and stores whatever has arrived as one batch. Each day is judged by its variety's session
+    history (`histories`). A day before the variety's window is `listed=False`; a day that fails yields an
+    outcome with `error`; a QuestDB failure fails the days of its batch."""
     now_ = now or datetime.now(CST)
     windows = ledger.read_windows(qdb)
     schedules: dict[str, dict[date, ScheduleRow]] = {}
@@ -106,10 +107,13 @@ def run_days(
     for variety, day in days:
         if variety not in schedules:
             schedules[variety] = {r.trading_day: r for r in ledger.read_schedule(qdb, variety)}
-        planned.append((variety, day, schedules[variety].get(day)))
+        window = windows.get(variety)
+        listed = window is None or day >= window.first_day  # rows of an older, wider window do not count
+        planned.append((variety, day, schedules[variety].get(day) if listed else None))
     open_no_data = ledger.open_no_data_days(qdb)
-    downloads = [(row.main_contract, day) for _, day, row in planned if row is not None] if steps.raw else []
-    fetcher = _Downloader(tq_session, downloads, limits.prefetch_days) if downloads else None
+    downloads = [(row.main_contract, day) for _, day, row in planned if row is not None] if steps.underlying_ticks else []
+    fetcher = DownloadProcess(new_client, downloads, limits.prefetch_days, limits.login_days, limits.login_ticks) \
+        if downloads else None
     try:
         i = 0
         while i < len(planned):
@@ -130,7 +134,7 @@ def run_days(
                 answer = None
                 if fetcher is not None:
                     answer = fetcher.next(block=not batch)
-                    if answer is _NOT_YET:
+                    if answer is None:  # not downloaded yet: store what has arrived first
                         break
                 batch.append((variety, day, row, answer))
                 i += 1
@@ -141,72 +145,6 @@ def run_days(
             fetcher.stop()
 
 
-_NOT_YET = object()
-_END = object()
-
-
-class _Downloader:
-    """Downloads (contract, day)s in order on one TqSdk session, in one thread of its own (TqApi is not
-    thread-safe): the session is opened, used and closed there. Answers wait in a bounded queue."""
-
-    # The client empties what a TqApi session keeps of each download (its ticks and DIFF packs: about 100 MB
-    # per real-density day otherwise); what is left still grows a few MB per day, so a fresh session after
-    # 20 days or 1,000,000 ticks (about 18 days of one real contract), one login each.
-    SESSION_DAYS = 20
-    SESSION_TICKS = 1_000_000
-
-    def __init__(self, tq_session: Callable[[], TqSdkClient], jobs: list[tuple[str, date]], ahead: int) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(tq_session, jobs), name="tqsdk-download", daemon=True)
-        self._thread.start()
-
-    def _run(self, tq_session: Callable[[], TqSdkClient], jobs: list[tuple[str, date]]) -> None:
-        tq = tq_session()
-        days = ticks = 0  # received on the current session
-        try:
-            for contract, day in jobs:
-                if self._stopping.is_set():
-                    return
-                if days >= self.SESSION_DAYS or ticks >= self.SESSION_TICKS:
-                    tq.close()  # TqApi's memory grows with every tick it received; the next call logs in afresh
-                    days = ticks = 0
-                try:
-                    answer: pl.DataFrame | BaseException = tq.ticks(contract, day)
-                    ticks += answer.height
-                except Exception as exc:  # noqa: BLE001 - reported as that day's outcome
-                    answer = exc
-                days += 1
-                if not self._put(answer):
-                    return
-        finally:
-            tq.close()  # in this thread, where the session was used
-            self._put(_END)
-
-    def _put(self, item: object) -> bool:
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def next(self, block: bool) -> object:
-        """The next day's answer (a frame or the exception it raised); _NOT_YET if not downloaded yet."""
-        try:
-            item = self._queue.get(block=block)
-        except queue.Empty:
-            return _NOT_YET
-        if item is _END:
-            raise ChainError("the download thread ended early")
-        return item
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=60)
-
-
 def _store_batch(qdb, calendar, batch, steps: ChainSteps, histories, open_no_data, now: datetime, max_retries: int):
     writes: list[store.DayWrite] = []
     partial: dict[tuple[str, date], dict] = {}
@@ -214,8 +152,8 @@ def _store_batch(qdb, calendar, batch, steps: ChainSteps, histories, open_no_dat
         key = (variety, day)
         base = {"contract": row.main_contract, "segment_id": row.segment_id, "final": is_final(calendar, day, now)}
         frame = None
-        if isinstance(answer, BaseException):
-            partial[key] = {**base, "error": f"{type(answer).__name__}: {answer}"}
+        if isinstance(answer, DownloadFailed):  # its message names the error as the download process saw it
+            partial[key] = {**base, "error": str(answer)}
             continue
         try:
             rule = keep_rule(calendar, histories[variety], day)
@@ -240,7 +178,7 @@ def _store_batch(qdb, calendar, batch, steps: ChainSteps, histories, open_no_dat
         writes.append(store.DayWrite(variety, day, calendar.bounds_ns(day), row, frame, rule))
     try:
         stored = store.store_days(qdb, writes, main_l5=steps.main_l5) if writes else {}
-        if steps.index and not steps.main_l5:
+        if steps.day_index and not steps.main_l5:
             for variety in {w.variety for w in writes}:
                 mine = {w.day: w.bounds for w in writes if w.variety == variety}
                 for day, stats in store.stats_by_day(qdb, "main_l5", main_symbol(variety), mine).items():
@@ -250,7 +188,7 @@ def _store_batch(qdb, calendar, batch, steps: ChainSteps, histories, open_no_dat
         outcomes = {(w.variety, w.day): _day_outcome(qdb, w, partial[(w.variety, w.day)], stored[(w.variety, w.day)],
                                                       steps, open_no_data, now, max_retries, no_data) for w in writes}
         ledger.write_no_data(qdb, no_data)
-        if steps.index:
+        if steps.day_index:
             ledger.write_index(qdb, [row for w in writes if not outcomes[(w.variety, w.day)].error
                                      for row in _index_rows(w, outcomes[(w.variety, w.day)])])
     except Exception as exc:  # noqa: BLE001 - e.g. QuestDB went away: every day of this batch failed
@@ -276,7 +214,7 @@ def _day_outcome(qdb, w: store.DayWrite, base: dict, stored: store.DayStored, st
     contract, day, symbol = w.row.main_contract, w.day, main_symbol(w.variety)
     fetched = w.frame is not None and w.frame.height > 0
     no_data = None
-    if steps.raw and not fetched:
+    if steps.underlying_ticks and not fetched:
         no_data = _record_no_data(qdb, contract, day, base["final"], open_no_data, now, max_retries, no_data_writes)
     elif fetched and (contract, day) in open_no_data:
         no_data_writes.append(ledger.NoDataWrite(contract, day, "raw", "data arrived on a later run", resolved=True))
@@ -287,9 +225,9 @@ def _day_outcome(qdb, w: store.DayWrite, base: dict, stored: store.DayStored, st
         return DayOutcome(w.variety, day, **base, raw=stored.raw, error=(
             f"QuestDBError: {contract} {day}: the stored raw day differs from the provider's answer "
             f"(stored {stored.raw.rows_total} rows, answer {w.frame.height})"))
-    raw = stored.raw if (steps.raw or steps.index) else None
+    raw = stored.raw if (steps.underlying_ticks or steps.day_index) else None
     index = None
-    if steps.index:
+    if steps.day_index:
         main = stored.main_l5 or DayStats()
         index = main
         if main.rows_total == 0:

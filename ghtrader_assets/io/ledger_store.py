@@ -298,10 +298,3 @@ def write_manifest_row(client: QuestDBClient, manifest: dict, path: str) -> None
         "schedule_digest": [manifest["schedule_digest"]], "version": [manifest["version"]], "path": [path]},
         schema_overrides={"days_complete": pl.Int32, "no_data_days": pl.Int32}))
     client.wait_for_wal(MANIFESTS)
-
-
-def read_manifest_rows(client: QuestDBClient, variety: str | None = None) -> pl.DataFrame:
-    client.wait_for_wal(MANIFESTS)
-    if variety is None:
-        return client.query(f"SELECT * FROM {MANIFESTS.name} ORDER BY ts")
-    return client.query(f"SELECT * FROM {MANIFESTS.name} WHERE variety = %s ORDER BY ts", (parse_variety(variety) and variety,))

@@ -72,7 +72,6 @@ class TqSdkClient:
         self._sleep = sleep
         self._api: Any = None
         self._cache_dir: str | None = None
-        self.reconnects = 0
 
     # -- session ------------------------------------------------------------------------------------
     def _open(self) -> Any:
@@ -127,7 +126,6 @@ class TqSdkClient:
                     raise TqSdkAuthError(f"TqSdk refused {what}: {_short(exc)}") from exc
                 last = exc
                 self.close()
-                self.reconnects += 1
                 if attempt < self.settings.retries:
                     delay = self.settings.backoff_s * 2 ** (attempt - 1)
                     log.warning("TqSdk %s failed (attempt %d/%d): %s; retrying in %.1fs",

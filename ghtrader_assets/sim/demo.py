@@ -27,7 +27,6 @@ from ghtrader_assets.sim.demo_progress import QUIET_RUN_CONFIG, WATCH_TAG, live_
 if TYPE_CHECKING:
     from ghtrader_assets.io.ib_gateway import GatewaySettings
 
-DEMO_VARIETIES = ("SHFE.cu", "DCE.m")
 DEMO_START, DEMO_END = date(2024, 1, 2), date(2024, 2, 29)
 TICK_ASSETS = ("underlying_ticks", "main_l5", "day_index")  # one multi-asset run per variety
 
@@ -81,30 +80,39 @@ def materialize_ticks(defs: dg.Definitions, instance: dg.DagsterInstance, variet
 
 
 def run_futures_demo(instance: dg.DagsterInstance) -> bool:
-    from ghtrader_assets.definitions import defs as load_defs
+    """The chain for every variety of GHTRADER_VARIETIES (./.env) over the simulated window, so the UI's
+    partition grid afterwards shows exactly what the demo built; then the coverage of it."""
+    from ghtrader_assets.definitions import configured_varieties, defs as load_defs
     from ghtrader_assets.io import ledger_store as ledger
     from ghtrader_assets.sim.tq import MarketConfig, TqSimServer
+    from ghtrader_assets.sim.tq.specs import SPECS
 
-    cfg = MarketConfig(seed=1, start=DEMO_START, end=DEMO_END, varieties=("SHFE.cu", "SHFE.rb", "DCE.m", "CFFEX.IF"))
+    varieties = configured_varieties()
+    unknown = [v for v in varieties if v not in SPECS]
+    if unknown:
+        print(f"GHTRADER_VARIETIES lists {unknown}, which the simulator does not have (it has {', '.join(SPECS)}); "
+              "remove them from .env for the demo")
+        return False
+    cfg = MarketConfig(seed=1, start=DEMO_START, end=DEMO_END, varieties=varieties)
     with TqSimServer(cfg) as srv:
         os.environ.update(srv.env())
         os.environ.update(
             TQSDK_USER=cfg.username, TQSDK_PASSWORD=cfg.password, GHTRADER_START_DATE=str(DEMO_START),
             GHTRADER_NOW=datetime.combine(DEMO_END, dtime(17, 0)).isoformat() + "+08:00",
             GHTRADER_SCHEDULE_SOURCE=os.environ.get("GHTRADER_SCHEDULE_SOURCE") or "backtest",
-            GHTRADER_VARIETIES=",".join(DEMO_VARIETIES),
         )
-        print(f"TqSdk simulator: {srv.md_url} ({cfg.start}..{cfg.end}, seed {cfg.seed})")
+        print(f"TqSdk simulator: {srv.md_url} ({cfg.start}..{cfg.end}, seed {cfg.seed}, {', '.join(varieties)})")
         defs = load_defs()
         ok = _materialize(defs, instance, ["trading_days"]).success
         days = instance.get_dynamic_partitions("trading_day")
-        for variety in DEMO_VARIETIES:
+        for variety in varieties:
             ok &= _materialize(defs, instance, ["main_schedule"], partition_key=variety).success
             ok &= materialize_ticks(defs, instance, variety, days).success
+        ok &= _materialize(defs, instance, ["futures_coverage"]).success
     with QuestDBClient(QuestDBSettings.from_env()) as qdb:
         print("\nFutures chain summary")
         print(f"  {'variety':9} {'days':>5} {'main_l5 rows':>13} {'segments':>9} {'no-data days':>13}  rolls")
-        for variety in DEMO_VARIETIES:
+        for variety in varieties:
             rows = [r for r in ledger.read_schedule(qdb, variety) if DEMO_START <= r.trading_day <= DEMO_END]
             index = ledger.read_index(qdb, f"KQ.m@{variety}", DEMO_START, DEMO_END, "main_l5")
             no_data = int((index["rows_total"] == 0).sum()) if index.height else 0
@@ -198,6 +206,13 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="run the main job on the embedded default (local QuestDB + simulators)")
-    parser.set_defaults(func=run_demo)
+def main() -> int:
+    """`python -m ghtrader_assets.sim.demo` (what scripts/demo.sh runs): the demo is the simulators' tool, not
+    a command of the product, which never imports them."""
+    parser = argparse.ArgumentParser(prog="python -m ghtrader_assets.sim.demo",
+                                     description="run the main job on the embedded default (local QuestDB + simulators)")
+    return run_demo(parser.parse_args())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

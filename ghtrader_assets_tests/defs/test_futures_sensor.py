@@ -23,7 +23,7 @@ from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.sim.tq import calendar as sim_calendar
 
 # Varieties no other test module writes: the server is shared by the whole session.
-VARIETIES = ("SHFE.zn", "DCE.y")
+VARIETIES = ("SHFE.ag", "DCE.jm")
 START = date(2024, 1, 2)
 
 
@@ -111,7 +111,7 @@ def test_a_trading_day_adds_the_day_and_requests_exactly_its_partitions(instance
     refreshed(questdb_settings, "2024-03-12T18:10:00+08:00")
     result = evaluate(instance, questdb_settings, "2024-03-12T18:30:00+08:00")
     assert isinstance(result, dg.SensorResult)
-    assert requested(result) == ["2024-03-12|DCE.y", "2024-03-12|SHFE.zn"]
+    assert requested(result) == ["2024-03-12|DCE.jm", "2024-03-12|SHFE.ag"]
     assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["2024-03-12"]]
     assert {r.job_name for r in result.run_requests} == {"futures_ticks_job"}
     assert {r.tags["ghtrader/variety"] for r in result.run_requests} == set(VARIETIES)
@@ -124,7 +124,7 @@ def test_the_schedule_is_refreshed_first_each_trading_day(instance, questdb_sett
     refreshed(questdb_settings, "2024-03-11T18:10:00+08:00")  # before the 12th's update time
     result = evaluate(instance, questdb_settings, "2024-03-12T18:30:00+08:00")
     assert sorted((r.job_name, r.partition_key) for r in result.run_requests) == [
-        ("futures_schedule", "DCE.y"), ("futures_schedule", "SHFE.zn")]
+        ("futures_schedule", "DCE.jm"), ("futures_schedule", "SHFE.ag")]
 
 
 def test_weekend_and_holiday_request_nothing(instance, questdb_settings, stored_calendar) -> None:
@@ -143,19 +143,19 @@ def test_after_a_failure_only_what_is_missing_is_requested_again(instance, quest
     refreshed(questdb_settings, "2024-03-13T18:10:00+08:00")
     now = "2024-03-13T19:00:00+08:00"
     first = evaluate(instance, questdb_settings, now)
-    assert requested(first) == ["2024-03-12|DCE.y", "2024-03-12|SHFE.zn", "2024-03-13|DCE.y", "2024-03-13|SHFE.zn"]
-    for day, variety in ((date(2024, 3, 12), "DCE.y"), (date(2024, 3, 12), "SHFE.zn"), (date(2024, 3, 13), "DCE.y")):
-        stored(questdb_settings, stored_calendar, day, variety)  # the (2024-03-13, SHFE.zn) run failed
-    assert requested(evaluate(instance, questdb_settings, now)) == ["2024-03-13|SHFE.zn"]
+    assert requested(first) == ["2024-03-12|DCE.jm", "2024-03-12|SHFE.ag", "2024-03-13|DCE.jm", "2024-03-13|SHFE.ag"]
+    for day, variety in ((date(2024, 3, 12), "DCE.jm"), (date(2024, 3, 12), "SHFE.ag"), (date(2024, 3, 13), "DCE.jm")):
+        stored(questdb_settings, stored_calendar, day, variety)  # the (2024-03-13, SHFE.ag) run failed
+    assert requested(evaluate(instance, questdb_settings, now)) == ["2024-03-13|SHFE.ag"]
 
 
 def test_an_unfinished_day_is_requested_again_once_it_closes(instance, questdb_settings, stored_calendar) -> None:
     prepare(instance, questdb_settings, stored_calendar, date(2024, 3, 19))
-    stored(questdb_settings, stored_calendar, date(2024, 3, 20), "SHFE.zn", final=False)
-    stored(questdb_settings, stored_calendar, date(2024, 3, 20), "DCE.y", final=True)
+    stored(questdb_settings, stored_calendar, date(2024, 3, 20), "SHFE.ag", final=False)
+    stored(questdb_settings, stored_calendar, date(2024, 3, 20), "DCE.jm", final=True)
     refreshed(questdb_settings, "2024-03-20T15:40:00+08:00")
     assert requested(evaluate(instance, questdb_settings, "2024-03-20T16:00:00+08:00", update_time="15:30")) == []
-    assert requested(evaluate(instance, questdb_settings, "2024-03-20T19:00:00+08:00", update_time="15:30")) == ["2024-03-20|SHFE.zn"]
+    assert requested(evaluate(instance, questdb_settings, "2024-03-20T19:00:00+08:00", update_time="15:30")) == ["2024-03-20|SHFE.ag"]
 
 
 def test_days_beyond_the_schedule_extend_the_schedule_first(instance, questdb_settings, stored_calendar) -> None:
@@ -163,4 +163,4 @@ def test_days_beyond_the_schedule_extend_the_schedule_first(instance, questdb_se
     refreshed(questdb_settings, "2024-04-15T18:10:00+08:00")
     result = evaluate(instance, questdb_settings, "2024-04-15T18:30:00+08:00")
     assert sorted((r.job_name, r.partition_key) for r in result.run_requests) == [
-        ("futures_schedule", "DCE.y"), ("futures_schedule", "SHFE.zn")]
+        ("futures_schedule", "DCE.jm"), ("futures_schedule", "SHFE.ag")]

@@ -24,20 +24,14 @@ from ghtrader_assets.domain.option_subset import near_the_money, unexpired
 from ghtrader_assets.domain.latest_status import rerun_entries
 from ghtrader_assets.domain.run_summary import Status
 from ghtrader_assets.domain.universe import UniverseEntry
-from ghtrader_assets.ibkr_stages import (
-    RunOptions,
-    StageReport,
-    StoragePaths,
-    SubsetSpec,
-    run_bars,
-    run_contracts,
-)
+from ghtrader_assets.ibkr_stages import RunOptions, StageReport, StoragePaths, SubsetSpec
 from ghtrader_assets.io.bar_store import bar_path
 from ghtrader_assets.io.ib_gateway import GatewaySettings
 from ghtrader_assets.io.ibkr_state import read_latest_cache, read_stage_records, write_cache, write_universe
 from ghtrader_assets.sim.demo import run_ibkr_demo
 from ghtrader_assets.sim.ib import GatewaySim
 from ghtrader_assets_tests.fixtures.ib_sim import SIM_AS_OF
+from ghtrader_assets_tests.fixtures.ib_stages import run_bars, run_contracts
 
 UNBOUNDED = DiscoveryBounds(unbounded=True)
 TEN = ("AAPL", "MSFT", "SPY", "QQQ", "NVDA", "AMZN", "TSLA", "META", "GOOGL", "IWM")

@@ -15,7 +15,8 @@ import pytest
 from ghtrader_assets.cli import main as cli_main
 from ghtrader_assets.domain.run_summary import Status
 from ghtrader_assets.domain.universe import UniverseEntry
-from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars, run_contracts
+from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths
+from ghtrader_assets_tests.fixtures.ib_stages import run_bars, run_contracts
 from ghtrader_assets.io.bar_store import bar_path
 from ghtrader_assets.io.ib_gateway import GatewaySettings
 from ghtrader_assets.io.ibkr_state import read_latest_cache, read_stage_records, read_status, write_universe

@@ -21,7 +21,8 @@ from ghtrader_assets.domain.discovery_bounds import DiscoveryBounds
 from ghtrader_assets.domain.run_summary import Status
 from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.ibkr_cli import rerun_universe
-from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars, run_contracts
+from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths
+from ghtrader_assets_tests.fixtures.ib_stages import run_bars, run_contracts
 from ghtrader_assets.io.bar_store import bar_path
 from ghtrader_assets.io.ib_gateway import GatewaySettings, GatewayUnavailableError, IBGatewaySession
 from ghtrader_assets.io.ibkr_state import read_latest_cache, read_stage_records, write_universe

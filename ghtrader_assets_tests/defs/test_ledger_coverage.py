@@ -26,16 +26,16 @@ from ghtrader_assets.sim.tq import MarketConfig, TqSimServer
 from ghtrader_assets_tests.fixtures.tq_sim import tq_env
 from ghtrader_assets_tests.reliability._chain import Chain, failure_message, materializations, questdb_resource
 
-VARIETIES = ("SHFE.ni", "GFEX.si")
+VARIETIES = ("SHFE.ni", "GFEX.lc")
 START, END = date(2024, 2, 19), date(2024, 3, 15)
-LISTED = date(2024, 3, 4)  # GFEX.si's first trading day: the vendor's mapping starts here
+LISTED = date(2024, 3, 4)  # GFEX.lc's first trading day: the vendor's mapping starts here
 NOW = datetime(2024, 3, 15, 19, 0)  # Beijing: every day of the window has closed
 
 
 @pytest.fixture(scope="module")
 def chain(questdb_settings: QuestDBSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    cfg = MarketConfig(seed=5, start=START, end=END, varieties=("SHFE.ni", "GFEX.si"), density=0.02, far_density=0.005,
-                       now=NOW, listings=(("GFEX.si", LISTED),))
+    cfg = MarketConfig(seed=5, start=START, end=END, varieties=("SHFE.ni", "GFEX.lc"), density=0.02, far_density=0.005,
+                       now=NOW, listings=(("GFEX.lc", LISTED),))
     manifests = tmp_path_factory.mktemp("manifests")
     resources = {"questdb": questdb_resource(questdb_settings),
                  "tqsdk": TqSdkResource(user="sim", password="sim", backoff_s=0.2),
@@ -76,12 +76,12 @@ def fill(chain: Chain) -> list[dg.RunRequest]:
 
 def test_a_variety_listed_mid_window_starts_at_its_first_day(chain: Chain, qdb: QuestDBClient) -> None:
     assert all(r.success for r in chain.results.values()), [failure_message(r) for r in chain.results.values()]  # type: ignore[attr-defined]
-    window = ledger.read_windows(qdb)["GFEX.si"]
+    window = ledger.read_windows(qdb)["GFEX.lc"]
     assert (window.first_day, window.window_source) == (LISTED, "vendor")
-    meta = materializations(chain.results["GFEX.si"], "main_l5")  # type: ignore[attr-defined]
-    assert [d for d in chain.days if meta[f"{d}|GFEX.si"].get("listed") is False] == [d for d in chain.days if d < LISTED]
-    assert all(not contract.startswith("GFEX.si") or day >= LISTED for contract, day in chain.srv.downloads)
-    cov = report(chain, qdb, "GFEX.si")
+    meta = materializations(chain.results["GFEX.lc"], "main_l5")  # type: ignore[attr-defined]
+    assert [d for d in chain.days if meta[f"{d}|GFEX.lc"].get("listed") is False] == [d for d in chain.days if d < LISTED]
+    assert all(not contract.startswith("GFEX.lc") or day >= LISTED for contract, day in chain.srv.downloads)
+    cov = report(chain, qdb, "GFEX.lc")
     assert cov.clean and cov.not_listed == len([d for d in chain.days if d < LISTED])
     assert cov.count(DayState.COMPLETE) == len([d for d in chain.days if d >= LISTED])
 
@@ -106,7 +106,7 @@ def test_coverage_finds_a_day_retired_by_hand_and_the_fill_downloads_only_it(
     assert new == {(chain.market.main_contract("SHFE.ni", retired), retired): 1}  # exactly the retired day
     assert report(chain, qdb, "SHFE.ni").clean
     view = chain.instance.get_materialized_partitions(dg.AssetKey("day_index"))  # Dagster's view, from the ledger
-    assert {f"{d}|SHFE.ni" for d in chain.days} <= view and {f"{d}|GFEX.si" for d in chain.days if d >= LISTED} <= view
+    assert {f"{d}|SHFE.ni" for d in chain.days} <= view and {f"{d}|GFEX.lc" for d in chain.days if d >= LISTED} <= view
 
 
 def test_a_corrupted_row_is_found_by_verification_and_repaired_by_the_next_fill(chain: Chain, qdb: QuestDBClient) -> None:
@@ -139,21 +139,21 @@ def test_the_coverage_command_reports_and_exits_by_the_ledger(chain: Chain, qdb:
     monkeypatch.setenv("QUESTDB_HOST", settings.host)
     monkeypatch.setenv("QUESTDB_HTTP_PORT", str(settings.http_port))
     monkeypatch.setenv("QUESTDB_PG_PORT", str(settings.pg_port))
-    monkeypatch.setenv("GHTRADER_VARIETIES", "SHFE.ni,GFEX.si")
+    monkeypatch.setenv("GHTRADER_VARIETIES", "SHFE.ni,GFEX.lc")
     monkeypatch.setenv("GHTRADER_START_DATE", str(START))
     monkeypatch.setenv("GHTRADER_NOW", NOW.replace(tzinfo=CST).isoformat())
     assert ledger_cli_main(["coverage", "--to", str(END), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert [(v["variety"], v["missing"], v["stale"]) for v in out] == [("SHFE.ni", 0, 0), ("GFEX.si", 0, 0)]
-    qdb.execute(f"UPDATE {MAIN_L5_TICKS.name} SET symbol = '~KQ.m@GFEX.si' WHERE symbol = 'KQ.m@GFEX.si' "
+    assert [(v["variety"], v["missing"], v["stale"]) for v in out] == [("SHFE.ni", 0, 0), ("GFEX.lc", 0, 0)]
+    qdb.execute(f"UPDATE {MAIN_L5_TICKS.name} SET symbol = '~KQ.m@GFEX.lc' WHERE symbol = 'KQ.m@GFEX.lc' "
                 f"AND trading_day = '{chain.days[-1]}'")
     qdb.wait_for_wal(MAIN_L5_TICKS)
-    assert ledger_cli_main(["coverage", "GFEX.si", "--to", str(END)]) == 1
+    assert ledger_cli_main(["coverage", "GFEX.lc", "--to", str(END)]) == 1
     assert f"stale: {chain.days[-1]}" in capsys.readouterr().out
     assert ledger_cli_main(["coverage", "DCE.zz"]) == 2
     with tq_env(chain.srv):
-        assert ledger_cli_main(["coverage", "GFEX.si", "--to", str(END), "--fill", "--dry-run"]) == 1
-    assert f"fill: GFEX.si {chain.days[-1]}..{chain.days[-1]} (1 days)" in capsys.readouterr().out
+        assert ledger_cli_main(["coverage", "GFEX.lc", "--to", str(END), "--fill", "--dry-run"]) == 1
+    assert f"fill: GFEX.lc {chain.days[-1]}..{chain.days[-1]} (1 days)" in capsys.readouterr().out
 
 
 def ledger_cli_main(argv: list[str]) -> int:

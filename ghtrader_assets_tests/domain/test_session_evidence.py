@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from ghtrader_assets.domain.calendar import TradingCalendar
 from ghtrader_assets.domain.session_evidence import find_evidence, suggested_changes, suggested_windows
-from ghtrader_assets.domain.session_history import SessionHistory, load_session_file
+from ghtrader_assets.domain.session_history import SessionHistory, parse_session_file
 from ghtrader_assets.domain.sessions import Sessions
 
 DAY = [["09:00:00", "10:15:00"], ["10:30:00", "11:30:00"], ["13:30:00", "15:00:00"]]
@@ -55,7 +55,7 @@ def test_the_suggested_entries_explain_the_ticks(tmp_path) -> None:
     [evidence] = find_evidence("DCE.i", {d: minutes(23, 1, 29) for d in days})
     path = tmp_path / "sessions.json"
     path.write_text(json.dumps({"changes": suggested_changes(evidence, NIGHT_2300, cal, date(2024, 2, 16))}))
-    changes, _ = load_session_file(path)
+    changes, _ = parse_session_file(path.read_text(), str(path))
     history = SessionHistory.build("DCE.i", [(date(2024, 3, 1), {"day": DAY, "night": [["21:00:00", "23:00:00"]]})],
                                    changes=changes)
     assert history.windows(date(2024, 2, 7))[0].normalized()[1] == "21:00:00-23:30:00"

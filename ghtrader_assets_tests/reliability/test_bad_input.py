@@ -19,7 +19,8 @@ from ghtrader_assets.domain.calendar import CalendarError
 from ghtrader_assets.domain.run_summary import Status
 from ghtrader_assets.domain.symbols import SymbolError
 from ghtrader_assets.domain.universe import UniverseEntry, UniverseError, parse_universe, select_symbols
-from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths, run_bars
+from ghtrader_assets.ibkr_stages import RunOptions, StoragePaths
+from ghtrader_assets_tests.fixtures.ib_stages import run_bars
 from ghtrader_assets.io.ib_gateway import GatewaySettings
 from ghtrader_assets.io.ibkr_state import read_stage_records, read_universe
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -44,11 +45,32 @@ def driver_args(settings: QuestDBSettings, srv: TqSimServer, first, last, **extr
                        "start_date": str(srv.market.cfg.start), "now": SIM_NOW, **extra})
 
 
-def index_days(qdb: QuestDBClient, variety: str, days) -> int:
+def index_days(qdb: QuestDBClient, variety: str, days, since: datetime | None = None) -> int:
+    """Days of the range indexed (since `since`, naive UTC: by this run, not by an earlier test's)."""
     try:
-        return ledger.read_index(qdb, f"KQ.m@{variety}", days[0], days[-1], "main_l5").height
+        index = ledger.read_index(qdb, f"KQ.m@{variety}", days[0], days[-1], "main_l5")
     except Exception:  # noqa: BLE001 - the table may not exist yet
         return 0
+    return index.height if since is None else int((index["updated_at"] >= since).sum()) if index.height else 0
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize("moment", ["stalled-download", "running-ingest"])
@@ -69,6 +91,7 @@ def test_sigkill_mid_backfill_then_rerun_loses_and_duplicates_nothing(
         chain.prepare()
         # ten days for the running ingest, so the kill (two days in) always lands inside the range
         days = chain.days[:6] if moment == "stalled-download" else chain.days[6:16]
+        started = datetime.now(timezone.utc).replace(tzinfo=None)
         proc = subprocess.Popen(
             [sys.executable, "-m", "ghtrader_assets_tests.reliability.backfill_driver",
              driver_args(questdb_settings, hung, days[0], days[-1], tqsdk={"download_timeout_s": 300})],
@@ -77,21 +100,27 @@ def test_sigkill_mid_backfill_then_rerun_loses_and_duplicates_nothing(
         try:
             deadline = time.monotonic() + 90
             wanted = 1 if stall_after else 2
-            while not (hung.stats["tick_responses"] >= stall_after and index_days(qdb, VARIETY, days) >= wanted):
+            while not (hung.stats["tick_responses"] >= stall_after and index_days(qdb, VARIETY, days, started) >= wanted):
                 assert proc.poll() is None, proc.communicate()
                 assert time.monotonic() < deadline, "the backfill made no progress"
                 time.sleep(0.2 if stall_after else 0.05)
             if stall_after:
                 time.sleep(0.5)
+            children = children_of(proc.pid)  # the download process (spawned by the run)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+            assert children, "the run had no download process"
+            deadline = time.monotonic() + 20  # within half a second normally; twice-slow machines included
+            while time.monotonic() < deadline and any(alive(c) for c in children):
+                time.sleep(0.2)
+            assert not any(alive(c) for c in children), "a download process outlived the killed run"
         finally:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
         figures["faults"] += 1
         assert proc.returncode == -signal.SIGKILL
-        done_before = index_days(qdb, VARIETY, days)
+        done_before = index_days(qdb, VARIETY, days, started)
         assert 1 <= done_before < len(days)
         # What the user sees: the run never ended (run monitoring marks such runs failed when deployed);
         # the partitions finished before the kill are materialized in the instance.

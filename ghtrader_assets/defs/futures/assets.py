@@ -166,7 +166,8 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
     def futures_ticks(
         context: dg.AssetExecutionContext, tqsdk: TqSdkResource, questdb: QuestDBResource, futures: FuturesSettings
     ):
-        """One step for a whole partition range: one download session at a time, one QuestDB connection.
+        """One step for a whole partition range: a download process of its own (one TqSdk login at a time), one
+        QuestDB connection.
         Each finished partition is logged as its own materialization; failures are collected and reported
         at the end."""
         selected = context.selected_asset_keys
@@ -178,8 +179,8 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                                          "(reversed, or no trading days of the variety between its ends)")
         run_varieties = sorted({p.variety for p in parts})
         claim_run_limits(context, run_varieties, tqsdk=names.UNDERLYING_TICKS in selected)
-        steps = pipeline.ChainSteps(raw=names.UNDERLYING_TICKS in selected, main_l5=names.MAIN_L5 in selected,
-                                    index=names.DAY_INDEX in selected)
+        steps = pipeline.ChainSteps(underlying_ticks=names.UNDERLYING_TICKS in selected,
+                                    main_l5=names.MAIN_L5 in selected, day_index=names.DAY_INDEX in selected)
         failures: dict[str, str] = {}
         verify_error = ""
         indexed: dict[str, list[date]] = {}  # variety -> days indexed by this run
@@ -189,7 +190,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         with questdb.client() as qdb:
             calendar = ledger.read_calendar(qdb)
             histories = calendar_step.session_histories(qdb, run_varieties, futures.session_history_file)
-            outcomes = closing(pipeline.run_days(tqsdk.session, qdb, calendar, [(p.variety, p.trading_day) for p in parts],
+            outcomes = closing(pipeline.run_days(tqsdk.client_factory(), qdb, calendar, [(p.variety, p.trading_day) for p in parts],
                                                  steps, histories, now=futures.clock(),
                                                  max_retries=futures.no_data_max_retries))
             with outcomes as stream:
@@ -203,7 +204,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
                         context.log_event(event)
                     if not outcome.listed:
                         continue
-                    if steps.index:
+                    if steps.day_index:
                         indexed.setdefault(part.variety, []).append(part.trading_day)
                     if outcome.depth_mismatch:
                         depth_mismatches[key] = f"served {outcome.depth} levels, expected {expected_depth(part.variety)}"
@@ -286,10 +287,10 @@ def _materializations(key: str, outcome: pipeline.DayOutcome, steps: pipeline.Ch
     if not outcome.listed:  # before the variety's window: nothing to fetch, shown as not listed
         metadata = {"listed": False, "rows": 0, "final": outcome.final}
         return [dg.AssetMaterialization(asset, partition=key, description="not listed yet", metadata=metadata)
-                for asset, on in zip(names.TICK_ASSETS, (steps.raw, steps.main_l5, steps.index)) if on]
+                for asset, on in zip(names.TICK_ASSETS, (steps.underlying_ticks, steps.main_l5, steps.day_index)) if on]
     common = {"underlying": outcome.contract, "segment_id": outcome.segment_id, "final": outcome.final}
     events = []
-    if steps.raw:
+    if steps.underlying_ticks:
         depth = {"depth_levels": outcome.depth, "depth_expected": expected_depth(outcome.variety)} if outcome.depth else {}
         events.append(dg.AssetMaterialization(names.UNDERLYING_TICKS, partition=key, metadata={
             **common, **_tick_metadata(outcome.raw), "no_data": outcome.no_data is not None, **_no_data_metadata(outcome),
@@ -297,7 +298,7 @@ def _materializations(key: str, outcome: pipeline.DayOutcome, steps: pipeline.Ch
     if steps.main_l5:
         events.append(dg.AssetMaterialization(names.MAIN_L5, partition=key, metadata={
             **common, "symbol": main_symbol(outcome.variety), **_tick_metadata(outcome.main_l5)}))
-    if steps.index and outcome.index is not None:
+    if steps.day_index and outcome.index is not None:
         events.append(dg.AssetMaterialization(names.DAY_INDEX, partition=key, metadata={
             **common, **_tick_metadata(outcome.index), "l5_present": outcome.index.l5_present,
             "row_hash_sum": outcome.index.row_hash_sum}))

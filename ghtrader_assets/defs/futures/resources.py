@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import date, datetime, time, timezone
 
 import dagster as dg
@@ -34,9 +36,10 @@ class TqSdkResource(dg.ConfigurableResource):
             self._client = TqSdkClient(self.settings())
         return self._client
 
-    def session(self) -> TqSdkClient:
-        """A new session for a thread of its own (TqApi is not thread-safe); the caller closes it."""
-        return TqSdkClient(self.settings())
+    def client_factory(self) -> Callable[[], TqSdkClient]:
+        """What makes a new client (a new TqSdk login), picklable: the tick download calls it in a process of
+        its own (TqApi is not thread-safe, and its decoding must not share the run's GIL)."""
+        return functools.partial(TqSdkClient, self.settings())
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:

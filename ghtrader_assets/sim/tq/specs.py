@@ -45,6 +45,7 @@ SPECS: dict[str, VarietySpec] = {
     "GFEX.si": VarietySpec("GFEX", "si", _DAY_COMMODITY, (), 1, 5.0, 5, 13000.0),
     "DCE.i": VarietySpec("DCE", "i", _DAY_COMMODITY, (("21:00:00", "23:00:00"),), 1, 0.5, 100, 900.0),
     "SHFE.ni": VarietySpec("SHFE", "ni", _DAY_COMMODITY, (("21:00:00", "25:00:00"),), 5, 10.0, 1, 130000.0),
+    "GFEX.lc": VarietySpec("GFEX", "lc", _DAY_COMMODITY, (), 1, 50.0, 1, 100000.0),
 }
 
 
