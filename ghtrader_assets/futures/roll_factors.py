@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from ghtrader_assets.domain.calendar import TradingCalendar
@@ -45,18 +45,19 @@ class FactorsResult:
 
 
 def refresh_roll_factors(tq: TqSdkClient, qdb: QuestDBClient, variety: str, calendar: TradingCalendar) -> FactorsResult:
-    """Bring the variety's factor rows in line with its stored schedule. A stored row is kept when it names
-    the same switch (day, contracts, both segments and hashes) and has its reference prices; every other
-    switch is computed from the two contracts' daily klines (closes of the day before, opens of the day);
-    rows of switch days that are no longer switches are retired. Rows are rewritten only when something
-    changed (a new switch changes the pre-direction cumulative factors of every earlier row). Provisional
-    schedule days count like the others: a later revision of one is a changed switch."""
+    """Bring the variety's factor rows in line with its stored schedule. A stored row's reference prices are
+    kept when it names the same switch day and contracts (its segments are updated if a revision moved
+    them); every other switch is computed from the two contracts' daily klines (closes of the day before,
+    opens of the day); rows of switch days that are no longer switches are retired. Rows are rewritten only
+    when something changed (a new switch changes the pre-direction cumulative factors of every earlier
+    row). Provisional schedule days count like the others: a later revision of one is a changed switch."""
     rows = ledger.read_schedule(qdb, variety)
     wanted = switches(rows)
     stored = ledger.read_roll_factors(qdb, variety)
-    kept = {f.switch: f for f in stored[PREV_CLOSE]}
-    kept_open = {f.switch: f for f in stored[OPEN]}
-    todo = [s for s in wanted if s not in kept or not (kept[s].finite and kept_open[s].finite)]
+    # A stored switch's prices serve while its day and contracts are the same (a revision earlier in the
+    # schedule may still move the segments it names: the row is rewritten, nothing is fetched).
+    kept = {_prices_key(f.switch): (f, o) for f, o in zip(stored[PREV_CLOSE], stored[OPEN]) if f.finite and o.finite}
+    todo = [s for s in wanted if _prices_key(s) not in kept]
     retired = sorted({f.switch.day for f in stored[PREV_CLOSE]} - {s.day for s in wanted})
     prices, requests = _reference_prices(tq, todo, calendar)
     pairs = []
@@ -64,7 +65,9 @@ def refresh_roll_factors(tq: TqSdkClient, qdb: QuestDBClient, variety: str, cale
         if s in todo:
             pairs.append((factor(s, PREV_CLOSE, calendar, prices[PREV_CLOSE]), factor(s, OPEN, calendar, prices[OPEN])))
         else:
-            pairs.append((kept[s], kept_open[s]))
+            close_factor, open_factor = kept[_prices_key(s)]
+            pairs.append((replace(close_factor, switch=s), replace(open_factor, switch=s)))
+    changed = bool(todo or retired) or [p[0].switch for p in pairs] != [f.switch for f in stored[PREV_CLOSE]]
     close = with_cumulative([p[0] for p in pairs])
     opened = with_cumulative([p[1] for p in pairs])
     without = [f"{f.switch.day} {f.switch.from_contract}->{f.switch.to_contract} ({f.reference} {f.reference_day})"
@@ -72,11 +75,15 @@ def refresh_roll_factors(tq: TqSdkClient, qdb: QuestDBClient, variety: str, cale
     for line in without:
         log.warning("%s: no reference price for the switch %s", variety, line)
     written = 0
-    if todo or retired:
+    if changed:
         ledger.retire_roll_factors(qdb, variety, retired)
         written = ledger.write_roll_factors(qdb, variety, list(zip(close, opened)), SOURCE)
     return FactorsResult(variety, wanted, todo, retired, requests, written, without,
                          {PREV_CLOSE: close, OPEN: opened})
+
+
+def _prices_key(s: Switch) -> tuple[date, str, str]:
+    return s.day, s.from_contract, s.to_contract
 
 
 def _reference_prices(tq: TqSdkClient, todo: Sequence[Switch],

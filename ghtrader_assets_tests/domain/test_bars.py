@@ -3,11 +3,7 @@
 import pytest
 
 from ghtrader_assets.domain.bars import BarError, check_tiling, clamps, every_seconds
-from ghtrader_assets.domain.read_plan import plan_chunks
 from ghtrader_assets.domain.sessions import Sessions
-from ghtrader_assets.domain.calendar import TradingCalendar
-
-from datetime import date, timedelta
 
 SHFE = Sessions.parse({"day": [["09:00:00", "10:15:00"], ["10:30:00", "11:30:00"], ["13:30:00", "15:00:00"]],
                        "night": [["21:00:00", "25:00:00"]]})
@@ -41,11 +37,3 @@ def test_a_margin_across_midnight_is_split() -> None:
     early = Sessions.parse({"day": [["00:00:00", "15:00:00"]]})
     pieces = [c for c in clamps([early]) if c.to == 0]
     assert [(c.lo, c.hi) for c in pieces] == [(24 * H - 5 * M, 24 * H)]
-
-
-def test_chunks_are_iso_weeks_and_know_when_they_are_whole() -> None:
-    first = date(2024, 1, 1)
-    cal = TradingCalendar.from_flags((first + timedelta(i), (first + timedelta(i)).weekday() < 5) for i in range(60))
-    chunks = plan_chunks(cal, cal.between(date(2024, 1, 3), date(2024, 1, 19)))
-    assert [(c.key, len(c.days), c.whole) for c in chunks] == [("2024-W01", 3, False), ("2024-W02", 5, True),
-                                                               ("2024-W03", 5, True)]
