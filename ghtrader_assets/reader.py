@@ -63,6 +63,12 @@ BAR_COLUMNS = ("symbol", "ts", "trading_day", "underlying_contract", "segment_id
                "volume", "amount", "open_oi", "close_oi", "ticks")
 
 
+_UTC = pl.Datetime("us", "UTC")
+EMPTY_BARS = {"symbol": pl.String, "ts": _UTC, "trading_day": _UTC, "underlying_contract": pl.String,
+              "segment_id": pl.Int32, "schedule_hash": pl.Int64, **{c: pl.Float64 for c in BAR_PRICES},
+              "volume": pl.Float64, "amount": pl.Float64, "open_oi": pl.Float64, "close_oi": pl.Float64, "ticks": pl.Int64}
+
+
 class ReaderError(ValueError):
     """A read that cannot be answered as asked (bad arguments, or an adjusted read of stale days)."""
 
@@ -78,7 +84,7 @@ def read_ticks(symbol: str, start: date, end: date, kind: str = "main_l5", adjus
     if len(frames) == 1:
         return frames[0]
     if frames:
-        return pl.concat(frames, how="vertical")
+        return pl.concat(frames, how="vertical", rechunk=False)
     with QuestDBClient(settings or QuestDBSettings.from_env()) as client:  # no trading day: no rows, every column
         return client.export(f"SELECT * FROM {store.KINDS[kind].name} WHERE symbol = '{symbol}' LIMIT 0")
 
@@ -125,9 +131,9 @@ def read_bars(symbol: str, start: date, end: date, every: str = "1m", adjust: st
             margins = [(c.lo, c.hi, c.to) for c in clamps(sessions)]
             lo, hi = calendar.bounds_ns(run_days[0])[0], calendar.bounds_ns(run_days[-1])[1]
             frames.append(store.sample_bars(client, symbol, run_days[0], run_days[-1], lo, hi, every, margins))
-    bars = pl.concat(frames, how="vertical") if frames else pl.DataFrame()
-    if bars.height == 0:
-        return pl.DataFrame(schema={c: pl.Float64 for c in BAR_COLUMNS}).head(0) if not frames else _bar_columns(bars, symbol)
+    if not frames:  # no trading day in the range
+        return pl.DataFrame(schema=EMPTY_BARS)
+    bars = pl.concat(frames, how="vertical")
     return _bar_columns(_adjust(bars, prices, BAR_PRICES) if prices is not None else bars, symbol)
 
 
@@ -188,25 +194,38 @@ class _TickRead:
                                  self.lean if lean else self.columns)
 
     def frames(self) -> Iterator[pl.DataFrame]:
-        cached = {c.key: self.cache.load(c, self.fingerprints) if self.cache else None for c in self.chunks}
-        todo = [c for c in self.chunks if cached[c.key] is None]
-        pending: dict[str, Future] = {}
-        with ThreadPoolExecutor(EXPORTS_IN_FLIGHT, thread_name_prefix="ghtrader-read") as pool:
-            submitted = 0
+        """One frame per week, in order. Exports of the weeks not validly cached run ahead, EXPORTS_IN_FLIGHT
+        at a time; cached weeks are decoded ahead too (polars reads without the GIL), as many at a time.
+        Memory: those weeks and the one yielded."""
+        hits = {c.key for c in self.chunks if self.cache is not None and self.cache.valid(c, self.fingerprints)}
+        todo = [c for c in self.chunks if c.key not in hits]
+        cached = [c for c in self.chunks if c.key in hits]
+        exports: dict[str, Future] = {}
+        reads: dict[str, Future] = {}
+        with ThreadPoolExecutor(EXPORTS_IN_FLIGHT, thread_name_prefix="ghtrader-export") as export_pool, \
+                ThreadPoolExecutor(EXPORTS_IN_FLIGHT, thread_name_prefix="ghtrader-cache") as read_pool:
+            next_export = next_read = 0
             try:
                 for chunk in self.chunks:
-                    while submitted < len(todo) and len(pending) < EXPORTS_IN_FLIGHT:
-                        nxt = todo[submitted]
-                        pending[nxt.key] = pool.submit(self._export, nxt, self._lean(nxt))
-                        submitted += 1
-                    hit = cached.pop(chunk.key)
-                    if hit is not None:
-                        yield self._restore(hit.frame, chunk)
-                        continue
-                    payload = pending.pop(chunk.key).result()
+                    while next_export < len(todo) and len(exports) < EXPORTS_IN_FLIGHT:
+                        nxt = todo[next_export]
+                        exports[nxt.key] = export_pool.submit(self._export, nxt, self._lean(nxt))
+                        next_export += 1
+                    while next_read < len(cached) and len(reads) < EXPORTS_IN_FLIGHT:
+                        nxt = cached[next_read]
+                        reads[nxt.key] = read_pool.submit(self.cache.read, nxt)  # type: ignore[union-attr]
+                        next_read += 1
+                    if chunk.key in reads:
+                        week = reads.pop(chunk.key).result()
+                        if week is not None:
+                            yield self._restore(week.frame, chunk)
+                            continue
+                        payload = self._export(chunk, self._lean(chunk))  # the file went away: read QuestDB
+                    else:
+                        payload = exports.pop(chunk.key).result()
                     yield self._received(chunk, payload)
             finally:
-                for future in pending.values():
+                for future in (*exports.values(), *reads.values()):
                     future.cancel()
 
     def _received(self, chunk: Chunk, payload: bytes) -> pl.DataFrame:

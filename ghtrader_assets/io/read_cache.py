@@ -43,26 +43,27 @@ class ReadCache:
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.dir / f"{key}.parquet", self.dir / f"{key}.json"
 
-    def load(self, chunk: Chunk, fingerprints: Mapping[date, object]) -> CachedWeek | None:
-        """The cached rows of the chunk's days, if the week is cached and each of its days' fingerprint
-        (what the ledger and QuestDB say the day holds now) equals the one it was cached with; else None."""
+    def valid(self, chunk: Chunk, fingerprints: Mapping[date, object]) -> bool:
+        """Whether the week is cached and each of the chunk's days' fingerprint (what the ledger and QuestDB
+        say the day holds now) equals the one it was cached with. Reads the sidecar only."""
+        try:
+            sidecar = json.loads(self._paths(chunk.key)[1].read_text())
+        except (OSError, ValueError):
+            return False
+        cached = sidecar.get("days", {}) if sidecar.get("format") == FORMAT else {}
+        return bool(cached) and all(fingerprints.get(d) is not None and cached.get(d.isoformat()) == _normal(fingerprints[d])
+                                    for d in chunk.days)
+
+    def read(self, chunk: Chunk) -> CachedWeek | None:
+        """The cached rows of the chunk's days (a whole week's file, filtered when the read asks for part
+        of it); None when the file cannot be read (the caller exports the week instead)."""
         data, meta = self._paths(chunk.key)
         try:
             sidecar = json.loads(meta.read_text())
-        except (OSError, ValueError):
-            return None
-        if sidecar.get("format") != FORMAT:
-            return None
-        cached = sidecar.get("days", {})
-        for day in chunk.days:
-            want = fingerprints.get(day)
-            if want is None or cached.get(day.isoformat()) != _normal(want):
-                return None
-        try:
             frame = pl.read_parquet(data)
-        except (OSError, pl.exceptions.PolarsError):
+        except (OSError, ValueError, pl.exceptions.PolarsError):
             return None
-        if len(cached) != len(chunk.days):  # the file holds the whole week; the read asks for part of it
+        if len(sidecar.get("days", {})) != len(chunk.days):
             frame = frame.filter(pl.col("trading_day").dt.date().is_between(chunk.first, chunk.last))
         return CachedWeek(frame, tuple(sidecar.get("columns", frame.columns)))
 
