@@ -12,7 +12,7 @@ them inside QuestDB, and the roll factors, as polars frames.
 
 Ticks: symbol, ts (UTC), datetime_ns (exact epoch ns), seq, trading_day, the 27 tick columns, (main_l5)
 underlying_contract, segment_id, schedule_hash, and row_hash, answer_hash, session_hash (raw: flag); sorted
-by (ts, seq). Unadjusted, the rows and values are exactly what QuestDB holds (PRD section 9).
+by (ts, seq). Unadjusted, the rows and values are exactly what QuestDB holds (PRD section 7c).
 
 How: the range is read one ISO week of trading days at a time, as Parquet exports of QuestDB (/exp, LZ4),
 two at a time (the server refuses a third); text columns that are constant over a day (the symbol, main_l5's
@@ -152,7 +152,9 @@ class _TickRead:
                  cache: ReadCache | None) -> None:
         self.client, self.calendar, self.symbol, self.kind, self.cache = client, calendar, symbol, kind, cache
         self.columns = store.stored_columns(client, kind)
+        group_columns = store.DAY_GROUP_COLUMNS[kind]
         self.constants = store.DAY_CONSTANT_COLUMNS[kind]
+        self._at = [group_columns.index(c) for c in self.constants]
         self.lean = [c for c in self.columns if c not in ("symbol", *self.constants)]
         self.chunks = plan_chunks(calendar, days)
         lo, hi = calendar.bounds_ns(days[0])[0], calendar.bounds_ns(days[-1])[1]
@@ -167,7 +169,13 @@ class _TickRead:
                 "row_hash_sum", "row_hash_sum_abs", "value_sum", "underlying_contract", "segment_id", "schedule_hash",
                 "session_hash", "final")
         return {"index": None if row is None else [row.get(k) for k in keep],
-                "groups": [[*g.constants, *g.stats()] for g in self.groups.get(day, [])]}
+                "groups": [[*g.keys, g.rows, g.first_ns, g.last_ns, g.hash_min, g.hash_max, g.hash_sum, g.hash_sum_abs]
+                           for g in self.groups.get(day, [])]}
+
+    def _constants(self, day: date) -> tuple | None:
+        """The day's values of the day-constant columns (None when its rows disagree on them)."""
+        values = {tuple(g.keys[i] for i in self._at) for g in self.groups.get(day, [])}
+        return next(iter(values)) if len(values) == 1 else None
 
     def _cacheable(self, day: date) -> bool:
         """A closed day the ledger indexed as QuestDB holds it now (or a day without rows and without an
@@ -175,19 +183,22 @@ class _TickRead:
         row, groups = self.index.get(day), self.groups.get(day, [])
         if not groups:
             return row is None or not row["rows_total"]
-        if row is None or not row["final"] or len(groups) != 1:
+        if row is None or not row["final"] or self._constants(day) is None:
             return False
-        g = groups[0]
         indexed = (row["rows_total"], row["first_datetime_ns"], row["last_datetime_ns"], row["row_hash_min"],
                    row["row_hash_max"], row["row_hash_sum"], row["row_hash_sum_abs"])
-        same_contract = not self.constants or g.constants == (row["underlying_contract"],)
-        return tuple(int(v or 0) for v in indexed) == g.stats() and same_contract
+        if tuple(int(v or 0) for v in indexed) != store.merged_stats(groups):
+            return False
+        if self.kind == "main_l5":  # built for what the index says (its contract, segment, schedule, sessions)
+            built = dict(zip(self.constants, self._constants(day) or ()))
+            return all(built[k] == row[k] for k in ("underlying_contract", "segment_id", "schedule_hash", "session_hash"))
+        return True
 
     def _bounds(self, chunk: Chunk) -> tuple[int, int]:
         return self.calendar.bounds_ns(chunk.first)[0], self.calendar.bounds_ns(chunk.last)[1]
 
     def _lean(self, chunk: Chunk) -> bool:
-        return all(len(self.groups.get(d, [])) <= 1 for d in chunk.days)
+        return all(self._constants(d) is not None for d in chunk.days if self.groups.get(d))
 
     def _export(self, chunk: Chunk, lean: bool) -> bytes:
         return store.export_rows(self.client, self.kind, self.symbol, chunk.first, chunk.last, *self._bounds(chunk),
@@ -195,15 +206,16 @@ class _TickRead:
 
     def frames(self) -> Iterator[pl.DataFrame]:
         """One frame per week, in order. Exports of the weeks not validly cached run ahead, EXPORTS_IN_FLIGHT
-        at a time; cached weeks are decoded ahead too (polars reads without the GIL), as many at a time.
-        Memory: those weeks and the one yielded."""
-        hits = {c.key for c in self.chunks if self.cache is not None and self.cache.valid(c, self.fingerprints)}
+        at a time; cached weeks are decoded ahead too (polars reads without the GIL), as many at a time; new
+        cache files are written by a thread of their own. Memory: those weeks and the one yielded."""
+        hits = {c.key for c in self.chunks if self.cache is not None and self.cache.valid(c, self.fingerprints, self.lean)}
         todo = [c for c in self.chunks if c.key not in hits]
         cached = [c for c in self.chunks if c.key in hits]
         exports: dict[str, Future] = {}
         reads: dict[str, Future] = {}
         with ThreadPoolExecutor(EXPORTS_IN_FLIGHT, thread_name_prefix="ghtrader-export") as export_pool, \
-                ThreadPoolExecutor(EXPORTS_IN_FLIGHT, thread_name_prefix="ghtrader-cache") as read_pool:
+                ThreadPoolExecutor(EXPORTS_IN_FLIGHT, thread_name_prefix="ghtrader-cache") as read_pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="ghtrader-cache-write") as write_pool:
             next_export = next_read = 0
             try:
                 for chunk in self.chunks:
@@ -223,42 +235,42 @@ class _TickRead:
                         payload = self._export(chunk, self._lean(chunk))  # the file went away: read QuestDB
                     else:
                         payload = exports.pop(chunk.key).result()
-                    yield self._received(chunk, payload)
+                    yield self._received(chunk, payload, write_pool)
             finally:
                 for future in (*exports.values(), *reads.values()):
                     future.cancel()
 
-    def _received(self, chunk: Chunk, payload: bytes) -> pl.DataFrame:
-        """An export checked against the day manifest; with the text columns restored, and cached when the
-        whole week is closed and indexed as stored. A week that changed since the manifest was read (a
+    def _received(self, chunk: Chunk, payload: bytes, writer: ThreadPoolExecutor) -> pl.DataFrame:
+        """An export checked against the day manifest; with the day-constant columns restored, and cached when
+        the whole week is closed and indexed as stored. A week that changed since the manifest was read (a
         rewrite in between) is exported again with every column, and not cached."""
         lean = self._lean(chunk)
         frame = pl.read_parquet(payload)
         if not lean:
             return frame.select(self.columns)
-        if _day_stats(frame) != {d: self.groups[d][0].stats() for d in chunk.days if self.groups.get(d)}:
+        if _day_stats(frame) != {d: store.merged_stats(self.groups[d]) for d in chunk.days if self.groups.get(d)}:
             return pl.read_parquet(self._export(chunk, lean=False)).select(self.columns)
         if self.cache is not None and chunk.whole and all(self._cacheable(d) for d in chunk.days):
-            self.cache.store(chunk, payload, self.lean, self.fingerprints)
+            writer.submit(self.cache.store, chunk, payload, self.lean, self.fingerprints)
         return self._restore(frame, chunk)
 
     def _restore(self, frame: pl.DataFrame, chunk: Chunk) -> pl.DataFrame:
-        """The lean columns of one week with the symbol and the day-constant text columns put back, in stored
+        """The lean columns of one week with the symbol and the day-constant columns put back, in stored
         column order."""
         missing = [c for c in self.lean if c not in frame.columns]
         if missing:
             raise ReaderError(f"a cached week of {self.symbol} lacks {missing}: delete the read cache")
-        values = {d: self.groups[d][0].constants for d in chunk.days if self.groups.get(d)}
+        values = {d: self._constants(d) for d in chunk.days if self.groups.get(d)}
+        types = {c: store.column_type(self.kind, c) for c in self.constants}
         extra = [pl.lit(self.symbol, dtype=pl.String).alias("symbol")]
         if self.constants:
             if len(set(values.values())) <= 1:
-                only = next(iter(values.values()), (None,) * len(self.constants))
-                extra += [pl.lit(v, dtype=pl.String).alias(c) for c, v in zip(self.constants, only)]
+                only = next(iter(values.values()), None) or (None,) * len(self.constants)
+                extra += [pl.lit(v, dtype=types[c]).alias(c) for c, v in zip(self.constants, only)]
             else:
                 keys = pl.DataFrame({"trading_day": [_midnight_utc(d) for d in values],
                                      **{c: [v[i] for v in values.values()] for i, c in enumerate(self.constants)}},
-                                    schema_overrides={"trading_day": frame.schema["trading_day"],
-                                                      **{c: pl.String for c in self.constants}})
+                                    schema_overrides={"trading_day": frame.schema["trading_day"], **types})
                 frame = frame.join(keys, on="trading_day", how="left", maintain_order="left")
         return frame.with_columns(extra).select(self.columns)
 

@@ -169,10 +169,15 @@ def read_ticks(client: QuestDBClient, symbol: str, days: Sequence[date], calenda
 
 
 # -- the reader's queries: a day manifest, chunk exports, bars ----------------------------------------------
-# Text columns that hold one value per (symbol, trading day) in the current rows: a read exports them only
-# when a day holds more than one (QuestDB's Parquet export writes text without dictionary encoding, which
-# costs more to produce and decode than the rest of a tick row); `symbol` is the read's own.
-DAY_CONSTANT_COLUMNS = {"raw": (), "main_l5": ("underlying_contract",)}
+# The columns a read groups each day's rows by to see what is stored (what a rewrite of the day changes:
+# main_l5's contract, segment, schedule, answer and session rule; raw's answer and cleaning flags), and of
+# those the ones that hold one value per (symbol, trading day) in the current rows. A read exports the
+# latter only for a day holding more than one value: they are restored from the grouped query (QuestDB's
+# Parquet export writes text without dictionary encoding, which costs more to produce and to decode than
+# the rest of a tick row). `symbol` is the read's own.
+DAY_GROUP_COLUMNS = {"raw": ("answer_hash", "flag"),
+                     "main_l5": ("underlying_contract", "segment_id", "schedule_hash", "answer_hash", "session_hash")}
+DAY_CONSTANT_COLUMNS = {"raw": (), "main_l5": DAY_GROUP_COLUMNS["main_l5"]}
 EXPORT_CODEC = "LZ4_RAW"  # the cheapest codec for QuestDB to write and polars to read (measured: bench/bench_reader.py)
 _LIGHT_STATS_SQL = ("count() n, min(datetime_ns) first_ns, max(datetime_ns) last_ns, min(row_hash) hmin, "
                     "max(row_hash) hmax, sum(row_hash) hsum, sum(abs(row_hash)) habs")
@@ -180,11 +185,11 @@ _LIGHT_STATS_SQL = ("count() n, min(datetime_ns) first_ns, max(datetime_ns) last
 
 @dataclass(frozen=True)
 class DayGroup:
-    """The stored rows of one (symbol, trading day) sharing the day-constant text values, as QuestDB counts
+    """The stored rows of one (symbol, trading day) sharing the values of DAY_GROUP_COLUMNS, as QuestDB counts
     them now: rows, first/last tick and row-hash aggregates (cheap: no tick value is read)."""
 
     day: date
-    constants: tuple[str | None, ...]
+    keys: tuple  # the DAY_GROUP_COLUMNS values
     rows: int
     first_ns: int
     last_ns: int
@@ -193,8 +198,22 @@ class DayGroup:
     hash_sum: int
     hash_sum_abs: int
 
-    def stats(self) -> tuple[int, ...]:
-        return (self.rows, self.first_ns, self.last_ns, self.hash_min, self.hash_max, self.hash_sum, self.hash_sum_abs)
+
+_POLARS_TYPES = {"SYMBOL": pl.String, "VARCHAR": pl.String, "INT": pl.Int32, "LONG": pl.Int64, "DOUBLE": pl.Float64}
+
+
+def column_type(kind: str, column: str) -> pl.DataType:
+    """The polars type an export gives a tick-table column (for the columns a read restores itself)."""
+    return _POLARS_TYPES[dict(KINDS[kind].columns)[column]]
+
+
+def merged_stats(groups: Sequence[DayGroup]) -> tuple[int, ...]:
+    """One day's groups as (rows, first ns, last ns, row-hash min, max, wrapping sum, wrapping sum of |h|)."""
+    if not groups:
+        return (0, 0, 0, 0, 0, 0, 0)
+    return (sum(g.rows for g in groups), min(g.first_ns for g in groups), max(g.last_ns for g in groups),
+            min(g.hash_min for g in groups), max(g.hash_max for g in groups), _wrap(sum(g.hash_sum for g in groups)),
+            _wrap(sum(g.hash_sum_abs for g in groups)))
 
 
 def read_filter(symbol: str, first: date, last: date, lo_ns: int, hi_ns: int) -> str:
@@ -213,20 +232,21 @@ def stored_columns(client: QuestDBClient, kind: str) -> list[str]:
 
 def day_groups(client: QuestDBClient, kind: str, symbol: str, first: date, last: date, lo_ns: int,
                hi_ns: int) -> dict[date, list[DayGroup]]:
-    """Per trading day of [first, last]: the groups of its stored rows by the day-constant columns, one
-    grouped query that reads neither tick values nor text beyond those columns."""
+    """Per trading day of [first, last]: its stored rows grouped by DAY_GROUP_COLUMNS, with their counts and
+    row-hash aggregates; one grouped query that reads no tick value."""
     table = KINDS[kind]
-    keys = ", ".join(("trading_day", *DAY_CONSTANT_COLUMNS[kind]))
+    columns = DAY_GROUP_COLUMNS[kind]
+    keys = ", ".join(("trading_day", *columns))
     frame = client.query(f"SELECT {keys}, {_LIGHT_STATS_SQL} FROM {table.name} WHERE "
                          f"{read_filter(symbol, first, last, lo_ns, hi_ns)} GROUP BY {keys}")
     out: dict[date, list[DayGroup]] = {}
     for g in frame.iter_rows(named=True):
         day = g["trading_day"].date()
         out.setdefault(day, []).append(DayGroup(
-            day, tuple(g[c] for c in DAY_CONSTANT_COLUMNS[kind]), int(g["n"]), int(g["first_ns"]), int(g["last_ns"]),
+            day, tuple(g[c] for c in columns), int(g["n"]), int(g["first_ns"]), int(g["last_ns"]),
             int(g["hmin"]), int(g["hmax"]), _wrap(int(g["hsum"])), _wrap(int(g["habs"]))))
     for groups in out.values():
-        groups.sort(key=lambda g: (g.first_ns, g.constants))
+        groups.sort(key=lambda g: (g.first_ns, g.rows, repr(g.keys)))
     return out
 
 

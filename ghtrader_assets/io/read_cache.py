@@ -22,7 +22,7 @@ import polars as pl
 
 from ghtrader_assets.domain.read_plan import Chunk
 
-FORMAT = 1
+FORMAT = 2  # 2: the main series' numeric day constants are restored too
 _SAFE = re.compile(r"[^A-Za-z0-9._@-]")
 
 
@@ -43,14 +43,15 @@ class ReadCache:
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.dir / f"{key}.parquet", self.dir / f"{key}.json"
 
-    def valid(self, chunk: Chunk, fingerprints: Mapping[date, object]) -> bool:
-        """Whether the week is cached and each of the chunk's days' fingerprint (what the ledger and QuestDB
-        say the day holds now) equals the one it was cached with. Reads the sidecar only."""
+    def valid(self, chunk: Chunk, fingerprints: Mapping[date, object], columns: Sequence[str]) -> bool:
+        """Whether the week is cached with these `columns` and each of the chunk's days' fingerprint (what the
+        ledger and QuestDB say the day holds now) equals the one it was cached with. Reads the sidecar only."""
         try:
             sidecar = json.loads(self._paths(chunk.key)[1].read_text())
         except (OSError, ValueError):
             return False
-        cached = sidecar.get("days", {}) if sidecar.get("format") == FORMAT else {}
+        same_format = sidecar.get("format") == FORMAT and sidecar.get("columns") == list(columns)
+        cached = sidecar.get("days", {}) if same_format else {}
         return bool(cached) and all(fingerprints.get(d) is not None and cached.get(d.isoformat()) == _normal(fingerprints[d])
                                     for d in chunk.days)
 

@@ -167,6 +167,18 @@ def test_a_revised_day_is_never_served_stale(stored: QuestDBSettings, tmp_path: 
         store_days(qdb, [day])  # back to the first answer
     assert reader.read_ticks(SYMBOL, first, last, settings=stored, cache=tmp_path).equals(
         whole_export(stored, SYMBOL, first, last))
+    # a value rewritten in place, same rows and hashes (e.g. a rebuild for another segment), index not yet
+    with QuestDBClient(stored) as qdb:
+        qdb.execute(f"UPDATE {MAIN_L5_TICKS.name} SET schedule_hash = 42 WHERE {store.day_filter(SYMBOL, day, CAL.bounds_ns(day))}")
+        qdb.wait_for_wal(MAIN_L5_TICKS)
+    try:
+        want = whole_export(stored, SYMBOL, first, last)
+        assert set(want.filter(pl.col("trading_day").dt.date() == day)["schedule_hash"]) == {42}
+        assert reader.read_ticks(SYMBOL, first, last, settings=stored, cache=tmp_path).equals(want)
+    finally:
+        with QuestDBClient(stored) as qdb:
+            store_days(qdb, [day], variant=1)
+            store_days(qdb, [day])  # a rewrite puts the schedule's hash back
 
 
 def test_a_day_holding_two_contracts_is_read_as_stored(stored: QuestDBSettings, tmp_path: Path) -> None:
