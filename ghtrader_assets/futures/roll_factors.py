@@ -21,7 +21,6 @@ from ghtrader_assets.domain.roll_factors import (
     with_cumulative,
 )
 from ghtrader_assets.domain.schedule import ScheduleRow
-from ghtrader_assets.futures.calendar import ChainError
 from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient
 from ghtrader_assets.io.tqsdk_client import TqSdkClient
@@ -137,10 +136,3 @@ def check_factors(qdb: QuestDBClient, variety: str, rows: Sequence[ScheduleRow] 
 
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9)
-
-
-def require_factors(qdb: QuestDBClient, variety: str) -> None:
-    """Raise when the variety's factors do not agree with its schedule (what an adjusted read needs)."""
-    problems = check_factors(qdb, variety)
-    if problems:
-        raise ChainError(f"{variety}: the roll factors disagree with the schedule: {'; '.join(problems[:5])}")
