@@ -322,11 +322,14 @@ def _adjust(frame: pl.DataFrame, by_hash: Mapping[int, Adjustment], columns: Seq
         days = frame.filter(pl.col("schedule_hash").is_in(list(unknown)))["trading_day"].dt.date().unique().sort()
         raise ReaderError(f"rows of days {[str(d) for d in days.to_list()[:10]]} were built for a segment the schedule "
                           "no longer holds: rebuild them (ghtrader-assets coverage --fill) before an adjusted read")
-    add = {h: by_hash[h].add for h in hashes}
-    mul = {h: by_hash[h].multiply for h in hashes}
-    factors = frame.select(pl.col("schedule_hash").replace_strict(add, return_dtype=pl.Float64).alias("_add"),
-                           pl.col("schedule_hash").replace_strict(mul, return_dtype=pl.Float64).alias("_mul"))
-    return frame.with_columns([(pl.col(c) * factors["_mul"] + factors["_add"]).alias(c) for c in columns])
+    if len(hashes) == 1:  # one segment (most weeks): a constant
+        a = by_hash[next(iter(hashes))]
+        add, mul = pl.lit(a.add), pl.lit(a.multiply)
+    else:
+        add = pl.col("schedule_hash").replace_strict({h: by_hash[h].add for h in hashes}, return_dtype=pl.Float64)
+        mul = pl.col("schedule_hash").replace_strict({h: by_hash[h].multiply for h in hashes}, return_dtype=pl.Float64)
+    spread = all(by_hash[h].multiply == 1.0 for h in hashes)  # a spread read adds, a ratio read multiplies
+    return frame.with_columns([(pl.col(c) + add if spread else pl.col(c) * mul).alias(c) for c in columns])
 
 
 # -- bars ---------------------------------------------------------------------------------------------------------

@@ -249,3 +249,14 @@ def test_bar_sizes_across_a_break_and_bad_arguments_are_refused(stored: QuestDBS
         reader.read_ticks(SYMBOL, FIRST, FIRST, adjust="pre", method="log", settings=stored)
     with pytest.raises(reader.ReaderError, match="no roll factor"):
         reader.read_ticks(SYMBOL, FIRST, LAST, adjust="pre", settings=stored)
+
+
+def test_readers_side_by_side_share_the_servers_two_exports(stored: QuestDBSettings) -> None:
+    """Three reads at once ask for six exports; QuestDB runs two and refuses the others (HTTP 429), which are
+    sent again: every read still returns the stored rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    want = whole_export(stored, SYMBOL, FIRST, LAST)
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda _: reader.read_ticks(SYMBOL, FIRST, LAST, settings=stored, cache=False), range(3)))
+    assert all(g.equals(want) for g in got)
