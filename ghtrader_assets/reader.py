@@ -58,6 +58,7 @@ from ghtrader_assets.io.read_cache import ReadCache
 
 MAIN_PREFIX = "KQ.m@"
 EXPORTS_IN_FLIGHT = 2  # QuestDB runs two Parquet exports at once and refuses a third (HTTP 429)
+MANIFEST_WEEKS = 13  # weeks per grouped query: a query over years of day partitions runs out of mappings
 BAR_PRICES = ("open", "high", "low", "close")
 BAR_COLUMNS = ("symbol", "ts", "trading_day", "underlying_contract", "segment_id", "schedule_hash", *BAR_PRICES,
                "volume", "amount", "open_oi", "close_oi", "ticks")
@@ -146,7 +147,8 @@ def read_roll_factors(variety: str, settings: QuestDBSettings | None = None) -> 
 
 # -- ticks ------------------------------------------------------------------------------------------------------
 class _TickRead:
-    """One read: the day manifest (index rows and grouped counts), then per week a cached file or an export."""
+    """One read: per block of weeks the day manifest (index rows and grouped counts), then per week a cached
+    file or an export."""
 
     def __init__(self, client: QuestDBClient, calendar: TradingCalendar, symbol: str, kind: str, days: Sequence[date],
                  cache: ReadCache | None) -> None:
@@ -157,11 +159,23 @@ class _TickRead:
         self._at = [group_columns.index(c) for c in self.constants]
         self.lean = [c for c in self.columns if c not in ("symbol", *self.constants)]
         self.chunks = plan_chunks(calendar, days)
-        lo, hi = calendar.bounds_ns(days[0])[0], calendar.bounds_ns(days[-1])[1]
-        self.groups = store.day_groups(client, kind, symbol, days[0], days[-1], lo, hi)
-        index = ledger.read_index(client, symbol, days[0], days[-1], kind)
-        self.index = {ts.date(): row for ts, row in zip(index["ts"], index.iter_rows(named=True))}
-        self.fingerprints = {d: self._fingerprint(d) for d in days}
+        self.groups: dict[date, list[store.DayGroup]] = {}
+        self.index: dict[date, dict] = {}
+        self.fingerprints: dict[date, dict] = {}
+        self._known = 0  # chunks whose block's manifest has been read
+
+    def _manifest(self, position: int) -> None:
+        """Read the manifest of the block of MANIFEST_WEEKS weeks holding chunk `position`, once: one grouped
+        query and one index query per block, so no query spans years of partitions."""
+        while self._known <= position:
+            block = self.chunks[self._known:self._known + MANIFEST_WEEKS]
+            first, last = block[0].first, block[-1].last
+            lo, hi = self.calendar.bounds_ns(first)[0], self.calendar.bounds_ns(last)[1]
+            self.groups.update(store.day_groups(self.client, self.kind, self.symbol, first, last, lo, hi))
+            index = ledger.read_index(self.client, self.symbol, first, last, self.kind)
+            self.index.update({ts.date(): row for ts, row in zip(index["ts"], index.iter_rows(named=True))})
+            self.fingerprints.update({d: self._fingerprint(d) for c in block for d in c.days})
+            self._known += len(block)
 
     def _fingerprint(self, day: date) -> dict:
         row = self.index.get(day)
@@ -205,28 +219,35 @@ class _TickRead:
                                  self.lean if lean else self.columns)
 
     def frames(self) -> Iterator[pl.DataFrame]:
-        """One frame per week, in order. Exports of the weeks not validly cached run ahead, EXPORTS_IN_FLIGHT
-        at a time; cached weeks are decoded ahead too (polars reads without the GIL), as many at a time; new
-        cache files are written by a thread of their own. Memory: those weeks and the one yielded."""
-        hits = {c.key for c in self.chunks if self.cache is not None and self.cache.valid(c, self.fingerprints, self.lean)}
-        todo = [c for c in self.chunks if c.key not in hits]
-        cached = [c for c in self.chunks if c.key in hits]
+        """One frame per week, in order. The weeks ahead are started in order while there is room: a week
+        validly cached is decoded ahead (polars reads without the GIL), EXPORTS_IN_FLIGHT at most; the others
+        are exported, EXPORTS_IN_FLIGHT at a time; new cache files are written by a thread of their own.
+        Memory: those weeks and the one yielded, whatever the range."""
         exports: dict[str, Future] = {}
         reads: dict[str, Future] = {}
         with ThreadPoolExecutor(EXPORTS_IN_FLIGHT, thread_name_prefix="ghtrader-export") as export_pool, \
                 ThreadPoolExecutor(EXPORTS_IN_FLIGHT, thread_name_prefix="ghtrader-cache") as read_pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="ghtrader-cache-write") as write_pool:
-            next_export = next_read = 0
+
+            def start(position: int) -> bool:
+                """Start the week at `position` if its pool has room; False when it must wait."""
+                chunk = self.chunks[position]
+                self._manifest(position)
+                if self.cache is not None and self.cache.valid(chunk, self.fingerprints, self.lean):
+                    if len(reads) >= EXPORTS_IN_FLIGHT:
+                        return False
+                    reads[chunk.key] = read_pool.submit(self.cache.read, chunk)
+                elif len(exports) >= EXPORTS_IN_FLIGHT:
+                    return False
+                else:
+                    exports[chunk.key] = export_pool.submit(self._export, chunk, self._lean(chunk))
+                return True
+
+            ahead = 0
             try:
-                for chunk in self.chunks:
-                    while next_export < len(todo) and len(exports) < EXPORTS_IN_FLIGHT:
-                        nxt = todo[next_export]
-                        exports[nxt.key] = export_pool.submit(self._export, nxt, self._lean(nxt))
-                        next_export += 1
-                    while next_read < len(cached) and len(reads) < EXPORTS_IN_FLIGHT:
-                        nxt = cached[next_read]
-                        reads[nxt.key] = read_pool.submit(self.cache.read, nxt)  # type: ignore[union-attr]
-                        next_read += 1
+                for position, chunk in enumerate(self.chunks):
+                    while ahead < len(self.chunks) and start(ahead):
+                        ahead += 1
                     if chunk.key in reads:
                         week = reads.pop(chunk.key).result()
                         if week is not None:
