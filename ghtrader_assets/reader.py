@@ -281,19 +281,28 @@ class _TickRead:
         missing = [c for c in self.lean if c not in frame.columns]
         if missing:
             raise ReaderError(f"a cached week of {self.symbol} lacks {missing}: delete the read cache")
-        values = {d: self._constants(d) for d in chunk.days if self.groups.get(d)}
-        types = {c: store.column_type(self.kind, c) for c in self.constants}
         extra = [pl.lit(self.symbol, dtype=pl.String).alias("symbol")]
-        if self.constants:
-            if len(set(values.values())) <= 1:
-                only = next(iter(values.values()), None) or (None,) * len(self.constants)
-                extra += [pl.lit(v, dtype=types[c]).alias(c) for c, v in zip(self.constants, only)]
-            else:
-                keys = pl.DataFrame({"trading_day": [_midnight_utc(d) for d in values],
-                                     **{c: [v[i] for v in values.values()] for i, c in enumerate(self.constants)}},
-                                    schema_overrides={"trading_day": frame.schema["trading_day"], **types})
-                frame = frame.join(keys, on="trading_day", how="left", maintain_order="left")
+        if self.constants and frame.height:
+            days, starts = _day_runs(frame)
+            counts = np.diff(np.append(starts, frame.height))
+            values = [self._constants(d) for d in days]
+            if any(v is None for v in values):
+                raise ReaderError(f"{self.symbol}: a week read lean holds a day without one value of {self.constants}")
+            take = np.repeat(np.arange(len(days)), counts)
+            for i, c in enumerate(self.constants):
+                column = pl.Series(c, [v[i] for v in values], dtype=store.column_type(self.kind, c))
+                extra.append(pl.lit(column[0], dtype=column.dtype).alias(c) if len(days) == 1 else column.gather(take))
+        elif self.constants:
+            extra += [pl.lit(None, dtype=store.column_type(self.kind, c)).alias(c) for c in self.constants]
         return frame.with_columns(extra).select(self.columns)
+
+
+def _day_runs(frame: pl.DataFrame) -> tuple[list[date], np.ndarray]:
+    """The trading days of a frame in time order and the row where each starts (days are contiguous)."""
+    physical = frame["trading_day"].to_physical().to_numpy()
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(physical)) + 1])
+    days = frame["trading_day"].gather(starts).dt.date().to_list()
+    return days, starts
 
 
 def _day_stats(frame: pl.DataFrame) -> dict[date, tuple[int, ...]]:
@@ -301,23 +310,16 @@ def _day_stats(frame: pl.DataFrame) -> dict[date, tuple[int, ...]]:
     wrapping sums, as QuestDB's grouped query gives them."""
     if frame.height == 0:
         return {}
-    days = frame["trading_day"].dt.date()
-    day_ns = frame["trading_day"].to_physical().to_numpy()
-    edges = np.concatenate([[0], np.flatnonzero(np.diff(day_ns)) + 1, [frame.height]])
+    days, starts = _day_runs(frame)
+    edges = np.append(starts, frame.height)
     times, hashes = frame["datetime_ns"], frame["row_hash"]
     out = {}
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for day, lo, hi in zip(days, edges[:-1], edges[1:]):
         h = hash_aggregates(hashes.slice(int(lo), int(hi - lo)))
         t = times.slice(int(lo), int(hi - lo))
-        out[days[int(lo)]] = (int(hi - lo), int(t.min()), int(t.max()), h["row_hash_min"], h["row_hash_max"],
-                              h["row_hash_sum"], h["row_hash_sum_abs"])
+        out[day] = (int(hi - lo), int(t.min()), int(t.max()), h["row_hash_min"], h["row_hash_max"],
+                    h["row_hash_sum"], h["row_hash_sum_abs"])
     return out
-
-
-def _midnight_utc(day: date):  # noqa: ANN202 - a datetime for a join key
-    from datetime import datetime, timezone
-
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
 # -- adjustment ---------------------------------------------------------------------------------------------------
