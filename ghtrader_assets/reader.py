@@ -15,12 +15,12 @@ underlying_contract, segment_id, schedule_hash, and row_hash, answer_hash, sessi
 by (ts, seq). Unadjusted, the rows and values are exactly what QuestDB holds (PRD section 7c).
 
 How: the range is read one ISO week of trading days at a time, as Parquet exports of QuestDB (/exp, LZ4),
-two at a time (the server refuses a third); text columns that are constant over a day (the symbol, main_l5's
-underlying contract) are not exported but restored from a grouped query that also counts each day's rows
-and row-hash aggregates, against which every export is checked. Closed weeks are kept in a local cache
-(io.read_cache) and served from it while every day still matches the ledger's index row and the stored
-rows' counts and hashes. `cache`: a directory, False (none), or None: $GHTRADER_READ_CACHE (`off` for
-none), else ~/.cache/ghtrader-assets/reads. Connection settings default to the QUESTDB_* variables.
+two at a time (the server refuses a third); the columns that hold one value per day (the symbol; main_l5's
+contract, segment and hashes) are not exported but restored from a grouped query (one per 13 weeks) that
+also counts each day's rows and row-hash aggregates, against which every export is checked. Closed weeks are
+kept in a local cache (io.read_cache) and served from it while every day still matches the ledger's index row
+and the stored rows' counts and hashes. `cache`: a directory, False (none), or None: $GHTRADER_READ_CACHE
+(`off` for none), else ~/.cache/ghtrader-assets/reads. Connection settings default to the QUESTDB_* variables.
 """
 
 from __future__ import annotations
@@ -62,8 +62,6 @@ MANIFEST_WEEKS = 13  # weeks per grouped query: a query over years of day partit
 BAR_PRICES = ("open", "high", "low", "close")
 BAR_COLUMNS = ("symbol", "ts", "trading_day", "underlying_contract", "segment_id", "schedule_hash", *BAR_PRICES,
                "volume", "amount", "open_oi", "close_oi", "ticks")
-
-
 _UTC = pl.Datetime("us", "UTC")
 EMPTY_BARS = {"symbol": pl.String, "ts": _UTC, "trading_day": _UTC, "underlying_contract": pl.String,
               "segment_id": pl.Int32, "schedule_hash": pl.Int64, **{c: pl.Float64 for c in BAR_PRICES},
@@ -80,7 +78,7 @@ def read_ticks(symbol: str, start: date, end: date, kind: str = "main_l5", adjus
     """Ticks of `symbol` ('KQ.m@SHFE.cu' for main_l5, a contract for raw) on the trading days in [start, end],
     as one frame. `adjust`: 'none' (default), 'pre' (anchored to the latest segment of the schedule) or
     'post' (anchored to its first); `method`: 'spread' or 'ratio'; `reference`: 'prev_close' (default) or
-    'open' (see PRD section 4, roll factors). Prices are adjusted; volumes, amount, open interest are not."""
+    'open' (PRD section 7c). Prices are adjusted; volumes, amount, open interest are not."""
     frames = list(iter_ticks(symbol, start, end, kind, adjust, method, reference, settings, cache))
     if len(frames) == 1:
         return frames[0]
