@@ -108,6 +108,11 @@ def whole_export(settings: QuestDBSettings, symbol: str, first: date, last: date
         return store.read_ticks(qdb, symbol, CAL.between(first, last), CAL, kind)
 
 
+def weeks(sqls: list[str]) -> list[str]:
+    """The time ranges of exports (for a failure message)."""
+    return [sql[sql.index("ts >="):sql.index("AND trading_day")] for sql in sqls]
+
+
 @pytest.fixture
 def exports(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every Parquet export the reader asks QuestDB for (its SQL)."""
@@ -156,13 +161,13 @@ def test_a_revised_day_is_never_served_stale(stored: QuestDBSettings, tmp_path: 
         store_days(qdb, [day], variant=1, index=False)  # rows rewritten, the index not yet (a run in between)
     want = whole_export(stored, SYMBOL, first, last)
     assert reader.read_ticks(SYMBOL, first, last, settings=stored, cache=tmp_path).equals(want)
-    assert len(exports) == before + 1  # that week exported again (and not cached: the index disagrees)
+    assert len(exports) == before + 1, weeks(exports[before:])  # that week again (not cached: the index disagrees)
     with QuestDBClient(stored) as qdb:
         store_days(qdb, [day], variant=1)  # the index follows
     assert reader.read_ticks(SYMBOL, first, last, settings=stored, cache=tmp_path).equals(want)
-    assert len(exports) == before + 2
+    assert len(exports) == before + 2, weeks(exports[before:])
     assert reader.read_ticks(SYMBOL, first, last, settings=stored, cache=tmp_path).equals(want)
-    assert len(exports) == before + 2  # cached again, with the revised day
+    assert len(exports) == before + 2, weeks(exports[before:])  # cached again, with the revised day
     with QuestDBClient(stored) as qdb:
         store_days(qdb, [day])  # back to the first answer
     assert reader.read_ticks(SYMBOL, first, last, settings=stored, cache=tmp_path).equals(
