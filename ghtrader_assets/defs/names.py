@@ -16,6 +16,7 @@ DAY_INDEX = dg.AssetKey(ledger.INDEX)
 TICK_ASSETS = (UNDERLYING_TICKS, MAIN_L5, DAY_INDEX)  # the multi-asset step `futures_ticks`, in chain order
 FUTURES_COVERAGE = dg.AssetKey("futures_coverage")
 HISTORY_VERIFICATION = dg.AssetKey("history_verification")
+ROLL_FACTORS = dg.AssetKey("roll_factors")  # per variety, downstream of main_schedule
 
 # -- checks
 AGREES_WITH_CONTINUOUS_TABLE = "agrees_with_continuous_table"  # main_schedule
@@ -23,6 +24,7 @@ MATCHES_SCHEDULE = "matches_schedule"  # main_l5: every stored day built for the
 DEPTH_AS_EXPECTED = "depth_as_expected"  # underlying_ticks
 SESSIONS_EXPLAIN_TICKS = "sessions_explain_ticks"  # underlying_ticks
 INDEX_MATCHES_STORED = "index_matches_stored"  # day_index
+FACTORS_MATCH_SCHEDULE = "factors_match_schedule"  # roll_factors: a row per switch day, naming the schedule's contracts
 
 # -- jobs
 CALENDAR_JOB = "futures_calendar"

@@ -16,8 +16,10 @@ from ghtrader_assets.defs import names
 from ghtrader_assets.defs.names import HOST_TAG, PID_TAG, PROVIDER_TAG, VARIETY_TAG
 
 # The assets whose runs open a TqSdk session, and those partitioned by variety.
-TQSDK_ASSETS = frozenset(k.to_user_string() for k in (names.TRADING_DAYS, names.MAIN_SCHEDULE, names.UNDERLYING_TICKS))
-VARIETY_ASSETS = frozenset(k.to_user_string() for k in (names.MAIN_SCHEDULE, *names.TICK_ASSETS, names.HISTORY_VERIFICATION))
+TQSDK_ASSETS = frozenset(k.to_user_string() for k in (names.TRADING_DAYS, names.MAIN_SCHEDULE, names.UNDERLYING_TICKS,
+                                                        names.ROLL_FACTORS))
+VARIETY_ASSETS = frozenset(k.to_user_string() for k in (names.MAIN_SCHEDULE, *names.TICK_ASSETS, names.HISTORY_VERIFICATION,
+                                                          names.ROLL_FACTORS))
 
 _PARTITION = names.PARTITION_TAG
 _RANGE_START = names.RANGE_START_TAG

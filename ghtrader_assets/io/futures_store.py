@@ -10,6 +10,7 @@ and new, never fewer; the re-run finishes the retire. Every figure returned is c
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -30,7 +31,7 @@ from ghtrader_assets.domain.ticks import (
     l5_present,
     value_checksum,
 )
-from ghtrader_assets.io.questdb import QuestDBClient, day_literal, ts_literal
+from ghtrader_assets.io.questdb import QuestDBClient, day_literal, identifier, ts_literal
 from ghtrader_assets.io.questdb_schema import MAIN_L5_TICKS, RAW_TICKS, Table
 
 KINDS = {"raw": RAW_TICKS, "main_l5": MAIN_L5_TICKS}
@@ -165,6 +166,130 @@ def read_ticks(client: QuestDBClient, symbol: str, days: Sequence[date], calenda
         return client.export(f"SELECT * FROM {table.name} WHERE symbol = '{symbol}' LIMIT 0")
     bounds = {d: calendar.bounds_ns(d) for d in days}
     return client.export(f"SELECT * FROM {table.name} WHERE {_range_filter({symbol}, bounds)} ORDER BY ts, seq")
+
+
+# -- the reader's queries: a day manifest, chunk exports, bars ----------------------------------------------
+# The columns a read groups each day's rows by to see what is stored (what a rewrite of the day changes:
+# main_l5's contract, segment, schedule, answer and session rule; raw's answer and cleaning flags), and of
+# those the ones that hold one value per (symbol, trading day) in the current rows. A read exports the
+# latter only for a day holding more than one value: they are restored from the grouped query (QuestDB's
+# Parquet export writes text without dictionary encoding, which costs more to produce and to decode than
+# the rest of a tick row). `symbol` is the read's own.
+DAY_GROUP_COLUMNS = {"raw": ("answer_hash", "flag"),
+                     "main_l5": ("underlying_contract", "segment_id", "schedule_hash", "answer_hash", "session_hash")}
+DAY_CONSTANT_COLUMNS = {"raw": (), "main_l5": DAY_GROUP_COLUMNS["main_l5"]}
+EXPORT_CODEC = "LZ4_RAW"  # the cheapest codec for QuestDB to write and polars to read (measured: bench/bench_reader.py)
+_LIGHT_STATS_SQL = ("count() n, min(datetime_ns) first_ns, max(datetime_ns) last_ns, min(row_hash) hmin, "
+                    "max(row_hash) hmax, sum(row_hash) hsum, sum(abs(row_hash)) habs")
+
+
+@dataclass(frozen=True)
+class DayGroup:
+    """The stored rows of one (symbol, trading day) sharing the values of DAY_GROUP_COLUMNS, as QuestDB counts
+    them now: rows, first/last tick and row-hash aggregates (cheap: no tick value is read)."""
+
+    day: date
+    keys: tuple  # the DAY_GROUP_COLUMNS values
+    rows: int
+    first_ns: int
+    last_ns: int
+    hash_min: int
+    hash_max: int
+    hash_sum: int
+    hash_sum_abs: int
+
+
+_POLARS_TYPES = {"SYMBOL": pl.String, "VARCHAR": pl.String, "INT": pl.Int32, "LONG": pl.Int64, "DOUBLE": pl.Float64}
+
+
+def column_type(kind: str, column: str) -> pl.DataType:
+    """The polars type an export gives a tick-table column (for the columns a read restores itself)."""
+    return _POLARS_TYPES[dict(KINDS[kind].columns)[column]]
+
+
+def merged_stats(groups: Sequence[DayGroup]) -> tuple[int, ...]:
+    """One day's groups as (rows, first ns, last ns, row-hash min, max, wrapping sum, wrapping sum of |h|)."""
+    if not groups:
+        return (0, 0, 0, 0, 0, 0, 0)
+    return (sum(g.rows for g in groups), min(g.first_ns for g in groups), max(g.last_ns for g in groups),
+            min(g.hash_min for g in groups), max(g.hash_max for g in groups), _wrap(sum(g.hash_sum for g in groups)),
+            _wrap(sum(g.hash_sum_abs for g in groups)))
+
+
+def read_filter(symbol: str, first: date, last: date, lo_ns: int, hi_ns: int) -> str:
+    """The rows of `symbol` on trading days [first, last] whose tick time lies in [lo_ns, hi_ns) (the days'
+    bounds): the designated-timestamp range prunes partitions."""
+    check_symbol(symbol)
+    return (f"symbol = '{symbol}' AND ts >= '{ts_literal(lo_ns)}' AND ts < '{ts_literal(hi_ns)}' "
+            f"AND trading_day >= {day_literal(first)} AND trading_day <= {day_literal(last)}")
+
+
+def stored_columns(client: QuestDBClient, kind: str) -> list[str]:
+    """The tick table's columns in stored order (what `SELECT *` returns)."""
+    table = KINDS[kind]
+    return client.query(f"SELECT \"column\" FROM table_columns('{table.name}')")["column"].to_list()
+
+
+def day_groups(client: QuestDBClient, kind: str, symbol: str, first: date, last: date, lo_ns: int,
+               hi_ns: int) -> dict[date, list[DayGroup]]:
+    """Per trading day of [first, last]: its stored rows grouped by DAY_GROUP_COLUMNS, with their counts and
+    row-hash aggregates; one grouped query that reads no tick value."""
+    table = KINDS[kind]
+    columns = DAY_GROUP_COLUMNS[kind]
+    keys = ", ".join(("trading_day", *columns))
+    frame = client.query(f"SELECT {keys}, {_LIGHT_STATS_SQL} FROM {table.name} WHERE "
+                         f"{read_filter(symbol, first, last, lo_ns, hi_ns)} GROUP BY {keys}")
+    out: dict[date, list[DayGroup]] = {}
+    for g in frame.iter_rows(named=True):
+        day = g["trading_day"].date()
+        out.setdefault(day, []).append(DayGroup(
+            day, tuple(g[c] for c in columns), int(g["n"]), int(g["first_ns"]), int(g["last_ns"]),
+            int(g["hmin"]), int(g["hmax"]), _wrap(int(g["hsum"])), _wrap(int(g["habs"]))))
+    for groups in out.values():
+        groups.sort(key=lambda g: (g.first_ns, g.rows, repr(g.keys)))
+    return out
+
+
+def export_rows(client: QuestDBClient, kind: str, symbol: str, first: date, last: date, lo_ns: int, hi_ns: int,
+                columns: Sequence[str]) -> bytes:
+    """The stored rows of `symbol` on trading days [first, last] in time order (ts, seq), as one Parquet
+    file (QuestDB's /exp, EXPORT_CODEC), with only `columns`."""
+    table = KINDS[kind]
+    for c in columns:
+        identifier(c)
+    return client.export_parquet(f"SELECT {', '.join(columns)} FROM {table.name} WHERE "
+                                 f"{read_filter(symbol, first, last, lo_ns, hi_ns)} ORDER BY ts, seq", EXPORT_CODEC)
+
+
+def sample_bars(client: QuestDBClient, symbol: str, first: date, last: date, lo_ns: int, hi_ns: int, every: str,
+                clamps: Sequence[tuple[int, int, int]]) -> pl.DataFrame:
+    """Bars of `every` (QuestDB's SAMPLE BY unit: 1m, 5m, 15m, 30m, 1h) of the main series, computed inside QuestDB (SAMPLE BY on the tick time, the
+    ticks of the session margins restamped first: `clamps` are (lo, hi, to) Beijing times of day in µs, a
+    tick in [lo, hi) is stamped `to`, see domain.bars), one row per (bar, trading day, segment): open, high,
+    low, close of last_price, the last cumulative volume and amount, the first and last open interest, and
+    the tick count. Ordered by time."""
+    check_symbol(symbol)
+    tod = "((cast(ts as long) + 28800000000) % 86400000000)"
+    day_us = 86_400_000_000
+    cases = []
+    for lo, hi, to in clamps:
+        shift = to + (day_us if to < lo - day_us // 2 else -day_us if to > hi + day_us // 2 else 0)
+        cases.append(f"WHEN {tod} >= {int(lo)} AND {tod} < {int(hi)} THEN cast(cast(ts as long) - {tod} + {int(shift)} as timestamp)")
+    stamp = f"CASE {' '.join(cases)} ELSE ts END" if cases else "ts"
+    inner = (f"SELECT {stamp} ts, trading_day, underlying_contract, segment_id, schedule_hash, last_price, volume, amount, "
+             f"open_interest FROM {MAIN_L5_TICKS.name} WHERE {read_filter(symbol, first, last, lo_ns, hi_ns)}")
+    sql = (f"SELECT ts, trading_day, underlying_contract, segment_id, schedule_hash, first(last_price) open, "
+           f"max(last_price) high, min(last_price) low, last(last_price) close, last(volume) volume_end, "
+           f"last(amount) amount_end, first(open_interest) first_oi, last(open_interest) close_oi, count() ticks "
+           f"FROM ({inner}) timestamp(ts) SAMPLE BY {_sample_unit(every)} ALIGN TO CALENDAR")
+    return pl.read_parquet(io.BytesIO(client.export_parquet(sql, EXPORT_CODEC)))
+
+
+def _sample_unit(every: str) -> str:
+    number, unit = every[:-1], every[-1:]
+    if not number.isdigit() or unit not in ("m", "h"):
+        raise ValueError(f"not a bar size: {every!r}")
+    return f"{int(number)}{unit}"
 
 
 def retired_rows(client: QuestDBClient, table: Table, symbol: str) -> int:

@@ -13,6 +13,7 @@ import polars as pl
 
 from ghtrader_assets.domain.calendar import TradingCalendar
 from ghtrader_assets.domain.ledger import STAT_FIELDS, DayStats, IndexEntry, NoDataRecord, Verification
+from ghtrader_assets.domain.roll_factors import OPEN, PREV_CLOSE, RollFactor, Switch
 from ghtrader_assets.domain.schedule import ScheduleRow
 from ghtrader_assets.domain.sessions import Sessions, trading_time_json
 from ghtrader_assets.domain.symbols import check_symbol, parse_variety
@@ -22,12 +23,14 @@ from ghtrader_assets.io.questdb_schema import (
     MAIN_SCHEDULE,
     MANIFESTS,
     NO_DATA_DAYS,
+    ROLL_FACTORS,
     SESSIONS,
     SYMBOL_DAY_INDEX,
     TRADING_CALENDAR,
     VARIETY_WINDOWS,
 )
 
+RETIRED_PREFIX = "~"  # a factor row of a switch the schedule no longer holds moves to variety `~<variety>`
 PROVISIONAL = "+provisional"  # suffix of `source` on schedule rows computed before the source could answer
 
 
@@ -298,3 +301,86 @@ def write_manifest_row(client: QuestDBClient, manifest: dict, path: str) -> None
         "schedule_digest": [manifest["schedule_digest"]], "version": [manifest["version"]], "path": [path]},
         schema_overrides={"days_complete": pl.Int32, "no_data_days": pl.Int32}))
     client.wait_for_wal(MANIFESTS)
+
+
+# -- roll factors -----------------------------------------------------------------------------------------
+# Column prefixes of each reference in ROLL_FACTORS ('' for the default, prev_close).
+_REFERENCE_COLUMNS = {PREV_CLOSE: ("", "from_close", "to_close"), OPEN: ("open_", "from_open", "to_open")}
+
+
+def write_roll_factors(client: QuestDBClient, variety: str, factors: Sequence[tuple[RollFactor, RollFactor]],
+                       source: str) -> int:
+    """One row per switch (its prev_close and open factors, same switch), upserted on (switch day, variety)."""
+    parse_variety(variety)
+    if not factors:
+        return 0
+    now = _utc_now()
+    columns: dict[str, list] = {"variety": [], "ts": [], "from_contract": [], "to_contract": [], "segment_id": [],
+                                "schedule_hash": [], "from_segment_id": [], "from_schedule_hash": [], "close_day": []}
+    for reference, (prefix, price_from, price_to) in _REFERENCE_COLUMNS.items():
+        for name in (price_from, price_to, *(prefix + c for c in ("spread", "ratio", "pre_spread", "pre_ratio",
+                                                                   "post_spread", "post_ratio"))):
+            columns[name] = []
+    for close, opened in factors:
+        sw = close.switch
+        if opened.switch != sw or (close.reference, opened.reference) != (PREV_CLOSE, OPEN):
+            raise ValueError(f"{variety} {sw.day}: a row pairs the prev_close and open factors of one switch")
+        for name, value in (("variety", variety), ("ts", midnight(sw.day)), ("from_contract", sw.from_contract),
+                            ("to_contract", sw.to_contract), ("segment_id", sw.segment_id),
+                            ("schedule_hash", sw.schedule_hash), ("from_segment_id", sw.from_segment_id),
+                            ("from_schedule_hash", sw.from_schedule_hash), ("close_day", midnight(close.reference_day))):
+            columns[name].append(value)
+        for f in (close, opened):
+            prefix, price_from, price_to = _REFERENCE_COLUMNS[f.reference]
+            for name, value in ((price_from, f.price_from), (price_to, f.price_to), (prefix + "spread", f.spread),
+                                (prefix + "ratio", f.ratio), (prefix + "pre_spread", f.pre_spread),
+                                (prefix + "pre_ratio", f.pre_ratio), (prefix + "post_spread", f.post_spread),
+                                (prefix + "post_ratio", f.post_ratio)):
+                columns[name].append(float(value))
+    n = len(factors)
+    frame = pl.DataFrame({**columns, "source": [source] * n, "updated_at": [now] * n},
+                         schema_overrides={"segment_id": pl.Int32, "from_segment_id": pl.Int32})
+    client.write(ROLL_FACTORS, frame)
+    client.wait_for_wal(ROLL_FACTORS)
+    return n
+
+
+def read_roll_factors(client: QuestDBClient, variety: str) -> dict[str, list[RollFactor]]:
+    """The variety's current factors (retired rows left out), per reference, in switch order."""
+    parse_variety(variety)
+    client.wait_for_wal(ROLL_FACTORS)
+    frame = client.query(f"SELECT * FROM {ROLL_FACTORS.name} WHERE variety = %s ORDER BY ts", (variety,))
+    out: dict[str, list[RollFactor]] = {PREV_CLOSE: [], OPEN: []}
+    for row in frame.iter_rows(named=True):
+        sw = Switch(row["ts"].date(), row["from_contract"], row["to_contract"], int(row["segment_id"]),
+                    int(row["schedule_hash"]), int(row["from_segment_id"]), int(row["from_schedule_hash"]))
+        day = row["close_day"].date()
+        for reference, (prefix, price_from, price_to) in _REFERENCE_COLUMNS.items():
+            out[reference].append(RollFactor(
+                sw, reference, day if reference == PREV_CLOSE else sw.day, _float(row[price_from]), _float(row[price_to]),
+                _float(row[prefix + "pre_spread"]), _float(row[prefix + "pre_ratio"]),
+                _float(row[prefix + "post_spread"]), _float(row[prefix + "post_ratio"])))
+    return out
+
+
+def roll_factor_rows(client: QuestDBClient, variety: str) -> pl.DataFrame:
+    """The variety's current factor rows as stored (one per switch day), for display and export."""
+    parse_variety(variety)
+    client.wait_for_wal(ROLL_FACTORS)
+    return client.query(f"SELECT * FROM {ROLL_FACTORS.name} WHERE variety = %s ORDER BY ts", (variety,))
+
+
+def retire_roll_factors(client: QuestDBClient, variety: str, days: Sequence[date]) -> None:
+    """Move the factor rows of switch days the schedule no longer holds to variety `~<variety>`: kept on
+    disk as the record, out of every read."""
+    parse_variety(variety)
+    if not days:
+        return
+    listed = ", ".join(f"'{midnight(d).isoformat()}.000000Z'" for d in sorted(days))
+    client.execute(f"UPDATE {ROLL_FACTORS.name} SET variety = '{RETIRED_PREFIX}{variety}' "
+                   f"WHERE variety = '{variety}' AND ts IN ({listed})")
+    client.wait_for_wal(ROLL_FACTORS)
+
+
+def _float(value: object) -> float:
+    return float("nan") if value is None else float(value)

@@ -220,6 +220,47 @@ NO_DATA_DAYS = Table(
     partition_by="YEAR",
 )
 
+# Roll-adjustment factors (domain.roll_factors): one row per switch day of a variety's main schedule, with
+# the reference prices of both contracts under both references (prev_close: closes on the trading day
+# before the switch, the default; open: opens on the switch day), each reference's own spread and ratio,
+# and the cumulative factors applied to the prices of the segment the switch opens, under adjust=pre
+# (over the later switches) and adjust=post (over this one and the earlier ones). A switch the schedule no
+# longer holds is retired by renaming its variety to `~<variety>`.
+ROLL_FACTORS = Table(
+    "ghtrader_main_roll_factors_v2",
+    (
+        ("variety", "SYMBOL"),
+        ("ts", "TIMESTAMP"),  # the switch day: the first trading day of the new contract
+        ("from_contract", "SYMBOL"),
+        ("to_contract", "SYMBOL"),
+        ("segment_id", "INT"),  # the segment the switch opens
+        ("schedule_hash", "LONG"),
+        ("from_segment_id", "INT"),  # the segment it closes
+        ("from_schedule_hash", "LONG"),
+        ("close_day", "TIMESTAMP"),  # the trading day before the switch
+        ("from_close", "DOUBLE"),
+        ("to_close", "DOUBLE"),
+        ("spread", "DOUBLE"),  # to_close - from_close
+        ("ratio", "DOUBLE"),  # to_close / from_close
+        ("pre_spread", "DOUBLE"),
+        ("pre_ratio", "DOUBLE"),
+        ("post_spread", "DOUBLE"),
+        ("post_ratio", "DOUBLE"),
+        ("from_open", "DOUBLE"),  # opens on the switch day: the `open` reference
+        ("to_open", "DOUBLE"),
+        ("open_spread", "DOUBLE"),
+        ("open_ratio", "DOUBLE"),
+        ("open_pre_spread", "DOUBLE"),
+        ("open_pre_ratio", "DOUBLE"),
+        ("open_post_spread", "DOUBLE"),
+        ("open_post_ratio", "DOUBLE"),
+        ("source", "SYMBOL"),  # where the reference prices came from (tqsdk daily klines)
+        ("updated_at", "TIMESTAMP"),
+    ),
+    ("ts", "variety"),
+    partition_by="YEAR",
+)
+
 ALL_TABLES: tuple[Table, ...] = (
     TRADING_CALENDAR,
     SESSIONS,
@@ -231,4 +272,5 @@ ALL_TABLES: tuple[Table, ...] = (
     DAY_VERIFICATIONS,
     VARIETY_WINDOWS,
     MANIFESTS,
+    ROLL_FACTORS,
 )

@@ -165,6 +165,9 @@ class QuestDBServer:
             # A small fixed heap keeps tests and demos predictable on a 2-core, shared machine.
             JAVA_TOOL_OPTIONS=env.get("GHTRADER_QUESTDB_JAVA_OPTS", "-Xms256m -Xmx2g"),
         )
+        # An idle table reader keeps up to this many partitions mapped (9.3's default, 10,000, lets one read
+        # of years of DAY partitions exhaust Linux's 65,530 memory mappings; later QuestDB releases use 128).
+        env.setdefault("QDB_CAIRO_INACTIVE_READER_MAX_OPEN_PARTITIONS", "128")
         cmd = [java_executable(), "-p", str(jar), "-m", "io.questdb/io.questdb.ServerMain", "-d", str(root)]
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:

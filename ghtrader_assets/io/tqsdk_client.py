@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import polars as pl
@@ -62,6 +62,33 @@ class MainEvents:
 
     initial: str
     changes: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True)
+class DailyBar:
+    """One daily kline of a contract (TqSdk's fields): prices of the trading day, its volume, and the open
+    interest at its start and close."""
+
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    open_oi: float
+    close_oi: float
+
+
+def kline_trading_day(datetime_ns: int) -> date:
+    """The trading day a daily kline stands for. TqSdk stamps it with the trading day's start (18:00
+    Beijing on the weekday before it, `tqsdk.datetime._get_trading_day_start_time`); a stamp at midnight
+    of the day itself is read the same way: from 18:00 on, the next weekday."""
+    local = datetime.fromtimestamp(datetime_ns / 1e9, CST)
+    day = local.date()
+    if local.hour >= 18:
+        day += timedelta(days=1)
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+    return day
 
 
 class TqSdkClient:
@@ -171,23 +198,31 @@ class TqSdkClient:
 
         return self._with_retries(f"ticks {contract} {day}", fetch)
 
-    def daily_open_interest(self, contract: str, start: date, end: date) -> dict[date, float]:
-        """Closing open interest per trading day, from daily klines (for the optional open-interest rule)."""
+    def daily_bars(self, contract: str, start: date, end: date) -> dict[date, DailyBar]:
+        """The contract's daily klines over trading days [start, end], by trading day: one
+        get_kline_data_series(contract, 86400, start, end) request (TqSdk's DataSeries; needs the tq_dl
+        grant), which walks the kline chart 2,000 bars per window, so a few daily bars cost one round trip.
+        A kline's datetime is the start of its trading day (18:00 Beijing on the weekday before it, night
+        session included); a day without trades has no bar."""
 
-        def fetch(api: Any) -> dict[date, float]:
+        def fetch(api: Any) -> dict[date, DailyBar]:
             self._use_own_cache()
             try:
                 df = api.get_kline_data_series(symbol=contract, duration_seconds=86400, start_dt=start, end_dt=end)
             finally:
                 if self.settings.drop_tqsdk_cache:
                     _drop_tqsdk_tick_cache(contract, duration_ns=86400 * 10**9)
-            out: dict[date, float] = {}
-            for ns, oi in zip(df.get("datetime", []), df.get("close_oi", [])):
-                # A daily kline's datetime is 18:00 Beijing of the previous trading day: its day is the next one.
-                out[datetime.fromtimestamp(int(ns) / 1e9, CST).date()] = float(oi)
+            out: dict[date, DailyBar] = {}
+            columns = [df.get(c, []) for c in ("datetime", "open", "high", "low", "close", "volume", "open_oi", "close_oi")]
+            for ns, *values in zip(*columns):
+                out[kline_trading_day(int(ns))] = DailyBar(*(float(v) for v in values))
             return out
 
         return self._with_retries(f"daily klines {contract}", fetch)
+
+    def daily_open_interest(self, contract: str, start: date, end: date) -> dict[date, float]:
+        """Closing open interest per trading day, from daily klines (for the optional open-interest rule)."""
+        return {day: bar.close_oi for day, bar in self.daily_bars(contract, start, end).items()}
 
     def main_events(self, variety: str, start: date, end: date) -> MainEvents:
         """Run a quote-only TqBacktest over [start, end] trading days and record every change of

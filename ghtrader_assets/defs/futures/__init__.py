@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from ghtrader_assets.defs.futures.assets import build_futures_assets
+from ghtrader_assets.defs.futures.factor_assets import build_factor_assets
 from ghtrader_assets.defs.futures.ledger_assets import build_ledger_assets
 from ghtrader_assets.defs.futures.resources import SETTINGS_ENV, FuturesSettings, TqSdkResource
 from ghtrader_assets.defs.futures.schedules import DEFAULT_VERIFY_CRON, VERIFY_JOB, build_verification_schedule
@@ -25,7 +26,7 @@ def settings_from_environment() -> FuturesSettings:
 
 def build_futures_defs(varieties: tuple[str, ...] = DEFAULT_VARIETIES) -> dg.Definitions:
     return dg.Definitions(
-        assets=[*build_futures_assets(varieties), *build_ledger_assets(varieties)],
+        assets=[*build_futures_assets(varieties), *build_ledger_assets(varieties), *build_factor_assets(varieties)],
         sensors=[build_daily_update_sensor(varieties), build_gap_fill_sensor(varieties)],
         schedules=[build_verification_schedule(varieties, os.environ.get("GHTRADER_VERIFY_CRON") or DEFAULT_VERIFY_CRON)],
         jobs=[*JOBS, VERIFY_JOB],

@@ -22,7 +22,8 @@ IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dag
              dg.DagsterRunStatus.STARTED]
 
 CALENDAR_JOB = dg.define_asset_job(names.CALENDAR_JOB, selection=[names.TRADING_DAYS])
-SCHEDULE_JOB = dg.define_asset_job(names.SCHEDULE_JOB, selection=[names.MAIN_SCHEDULE])
+# The schedule's runs also bring its roll factors in line (only changed switches are fetched again).
+SCHEDULE_JOB = dg.define_asset_job(names.SCHEDULE_JOB, selection=[names.MAIN_SCHEDULE, names.ROLL_FACTORS])
 TICKS_JOB = dg.define_asset_job(names.TICKS_JOB, selection=list(names.TICK_ASSETS))
 JOBS = [CALENDAR_JOB, SCHEDULE_JOB, TICKS_JOB]
 

@@ -13,9 +13,19 @@ import numpy as np
 import pandas as pd
 
 from ghtrader_assets.sim.tq import calendar as cal
-from ghtrader_assets.sim.tq.specs import NS, SPECS, VarietySpec, contract_code, hms_ns, midnight_ns, ns_to_bj_str
+from ghtrader_assets.sim.tq.specs import (
+    NS,
+    SPECS,
+    VarietySpec,
+    contract_code,
+    hms_ns,
+    midnight_ns,
+    ns_to_bj_str,
+    trading_day_start_ns,
+)
 
 TICK_NS = NS // 2  # exchanges publish at most one snapshot per 500 ms
+DAY_NS = 86400 * NS  # a daily kline's duration
 _OI_BASE = {"SHFE.cu": 200_000, "SHFE.rb": 2_000_000, "DCE.m": 1_500_000, "CFFEX.IF": 150_000}
 _OI_DEFAULT = 500_000
 _OI_WIDTH_DAYS = 40.0
@@ -480,6 +490,8 @@ class SimMarket:
         times = ticks["datetime"]
         if len(times) == 0:
             return {"datetime": np.zeros(0, dtype=np.int64)}
+        if dur == DAY_NS:
+            return self._daily_bar(ticks, day)
         variety = self._by_symbol[contract].variety
         starts = np.unique(np.concatenate([np.arange(start // dur * dur, end, dur, dtype=np.int64)
                                            for start, end in self.sessions(variety, day)]))
@@ -500,6 +512,30 @@ class SimMarket:
         close_oi = np.where(last >= 0, open_interest[np.maximum(last, 0)], open_oi)
         return {"datetime": starts, "open": open_, "high": high, "low": low, "close": close,
                 "volume": volume_at_end - volume_before, "open_oi": open_oi, "close_oi": close_oi}
+
+    def _daily_bar(self, ticks: dict[str, np.ndarray], day: date) -> dict[str, np.ndarray]:
+        """The trading day's one daily kline (night session included), stamped as TqSdk stamps it: the
+        trading day's start, 18:00 Beijing on the weekday before it. volume is the day's (ticks carry the
+        trading day's cumulative volume); open_oi the first tick's open interest, close_oi the last's."""
+        price, oi = ticks["last_price"], ticks["open_interest"]
+        return {"datetime": np.array([trading_day_start_ns(day)], dtype=np.int64), "open": price[:1], "high": price.max(keepdims=True),
+                "low": price.min(keepdims=True), "close": price[-1:], "volume": ticks["volume"][-1:], "open_oi": oi[:1],
+                "close_oi": oi[-1:]}
+
+    def daily_bars(self, contract: str) -> dict[date, dict[str, float]]:
+        """Ground truth: the contract's daily klines by trading day (open, high, low, close, volume, open_oi,
+        close_oi), from its real ticks; days without ticks have none."""
+        out = {}
+        for day in self.series_days(contract):
+            bar = self._bar_frame(contract, DAY_NS, day)
+            if len(bar["datetime"]):
+                out[day] = {k: float(v[0]) for k, v in bar.items() if k != "datetime"}
+        return out
+
+    def minute_bars(self, contract: str, day: date, minutes: int = 1) -> dict[str, np.ndarray]:
+        """Ground truth: the day's bars of `minutes` as the kline series serves them (every bar of the
+        sessions, those without a tick included: volume 0, prices the previous close)."""
+        return self._bar_frame(contract, minutes * 60 * NS, day)
 
     # ---- id-addressed series (what set_chart windows read) -------------------------------------
     def series(self, symbol: str, dur: int) -> "Series":

@@ -124,7 +124,7 @@ class MdSession:
         self.stats["set_chart"] += 1
         dur = int(pack.get("duration", 0))
         width = int(pack.get("view_width", 0))
-        known = self.market.has_symbol(symbol) and (dur == 0 or dur % (60 * NS) == 0) and dur < 86400 * NS
+        known = self.market.has_symbol(symbol) and (dur == 0 or (dur % (60 * NS) == 0 and dur < 86400 * NS) or dur == 86400 * NS)
         if known and dur == 0 and symbol.startswith("KQ.m@"):
             known = False  # no tick series for the continuous symbol
         series = self.market.series(symbol, dur) if known else None

@@ -46,6 +46,7 @@ SPECS: dict[str, VarietySpec] = {
     "DCE.i": VarietySpec("DCE", "i", _DAY_COMMODITY, (("21:00:00", "23:00:00"),), 1, 0.5, 100, 900.0),
     "SHFE.ni": VarietySpec("SHFE", "ni", _DAY_COMMODITY, (("21:00:00", "25:00:00"),), 5, 10.0, 1, 130000.0),
     "GFEX.lc": VarietySpec("GFEX", "lc", _DAY_COMMODITY, (), 1, 50.0, 1, 100000.0),
+    "SHFE.al": VarietySpec("SHFE", "al", _DAY_COMMODITY, (("21:00:00", "25:00:00"),), 5, 5.0, 5, 19000.0),
 }
 
 
@@ -63,6 +64,15 @@ def hms_ns(s: str) -> int:
 def midnight_ns(d: date) -> int:
     """Epoch ns of Beijing midnight starting calendar day d."""
     return (d - _EPOCH).days * 86400 * NS - _BJ_OFFSET_NS
+
+
+def trading_day_start_ns(d: date) -> int:
+    """tqsdk.datetime._get_trading_day_start_time: 18:00 Beijing on the calendar day before trading day d,
+    moved back to Friday when that is a weekend (a daily kline's datetime)."""
+    start = d - timedelta(days=1)
+    while start.weekday() >= 5:
+        start -= timedelta(days=1)
+    return midnight_ns(start) + 18 * 3600 * NS
 
 
 def ns_to_bj_str(ns: int) -> str:
