@@ -344,7 +344,7 @@ def main() -> None:
         from ghtrader_assets.reader import read_ticks
 
         read_started = time.perf_counter()
-        back = read_ticks(f"KQ.m@{cu}", START, end, settings=settings)
+        back = read_ticks(f"KQ.m@{cu}", START, end, settings=settings, cache=False)  # the first read: no local copy
         read_s = time.perf_counter() - read_started
         ticks = downloads[0]["ticks"]
         n = downloads[0]["days"]
