@@ -27,7 +27,6 @@ Figures only: nothing is asserted.
 
 from __future__ import annotations
 
-import _harness  # first: the project root on sys.path
 import argparse
 import functools
 import json
@@ -43,6 +42,7 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import _harness  # before the project's imports: the project root on sys.path
 import polars as pl
 
 from ghtrader_assets.domain.calendar import CST

@@ -17,7 +17,7 @@ from ghtrader_assets.domain.expiry import ExpiryRule, served
 from ghtrader_assets.domain.option_subset import median_strike
 from ghtrader_assets.domain.outcome_check import OutcomeThresholds
 from ghtrader_assets.domain.run_summary import Status, SummaryRecord, summary_path, window_key
-from ghtrader_assets.domain.stage_table import REFERENCE_SPEC, BarSpec, StageDef, stage_def
+from ghtrader_assets.domain.stage_table import REFERENCE_SPEC, BarSpec, StageDef
 from ghtrader_assets.domain.universe import UniverseEntry
 from ghtrader_assets.domain.us_sessions import NEW_YORK, last_completed_session
 from ghtrader_assets.ibkr_plan import (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -35,13 +34,10 @@ def doctor_qdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuestDBSett
               "QDB_HTTP_USER": "admin", "QDB_HTTP_PASSWORD": QDB_PASSWORD,
               # the health endpoint the server start waits on asks for no credentials
               "QDB_HTTP_HEALTH_CHECK_AUTHENTICATION_REQUIRED": "false"}
-    saved = {k: os.environ.get(k) for k in config}
-    os.environ.update(config)  # the server process inherits the environment
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # the server process inherits the environment
+        for key, value in config.items():
+            patch.setenv(key, value)
         server = QuestDBServer(home=Path(tmp_path_factory.mktemp("doctor-qdb")), ports=ServerPorts.free()).start()
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
     settings = QuestDBSettings(http_port=server.ports.http, pg_port=server.ports.pg, password=QDB_PASSWORD)
     try:
         with QuestDBClient(settings) as client:

@@ -34,7 +34,7 @@ VERIFY_JOB = "futures_verify"
 
 # -- run tags
 VARIETY_TAG = "ghtrader/variety"  # the varieties a futures run writes (dagster.yaml limits one run per variety)
-PROVIDER_TAG = "ghtrader/provider"  # tqsdk: the run opens TqSdk sessions (dagster.yaml limits them)
+PROVIDER_TAG = "ghtrader/provider"  # tqsdk: the run logs in to TqSdk (dagster.yaml limits how many at once)
 HOST_TAG = "ghtrader/host"
 PID_TAG = "ghtrader/pid"
 REQUEST_TAG = "ghtrader/request"  # what a sensor asked for (not asked again while it is queued or running)

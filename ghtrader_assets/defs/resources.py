@@ -11,18 +11,23 @@ from pydantic import PrivateAttr
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 
 
+def _default(name: str):
+    """QuestDBSettings' default: written once, shown by the resource."""
+    return QuestDBSettings.__dataclass_fields__[name].default
+
+
 class QuestDBResource(dg.ConfigurableResource):
     """The QuestDB server: ILP over HTTP for writes, PGWire for reads. The schema is bootstrapped
     (idempotently) once per process before the first client is handed out."""
 
-    host: str = "127.0.0.1"
-    http_port: int = 9000
-    pg_port: int = 8812
-    user: str = "admin"
-    password: str = "quest"
-    connect_timeout_s: float = 5.0
-    request_timeout_s: float = 30.0
-    retry_timeout_s: float = 10.0
+    host: str = _default("host")
+    http_port: int = _default("http_port")
+    pg_port: int = _default("pg_port")
+    user: str = _default("user")
+    password: str = _default("password")
+    connect_timeout_s: float = _default("connect_timeout_s")
+    request_timeout_s: float = _default("request_timeout_s")
+    retry_timeout_s: float = _default("retry_timeout_s")
 
     _bootstrapped: bool = PrivateAttr(default=False)
 

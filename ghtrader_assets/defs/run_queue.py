@@ -15,7 +15,7 @@ from dagster import DagsterRun, QueuedRunCoordinator, SubmitRunContext
 from ghtrader_assets.defs import names
 from ghtrader_assets.defs.names import HOST_TAG, PID_TAG, PROVIDER_TAG, VARIETY_TAG
 
-# The assets whose runs open a TqSdk session, and those partitioned by variety.
+# The assets whose runs log in to TqSdk, and those partitioned by variety.
 TQSDK_ASSETS = frozenset(k.to_user_string() for k in (names.TRADING_DAYS, names.MAIN_SCHEDULE, names.UNDERLYING_TICKS,
                                                         names.ROLL_FACTORS))
 VARIETY_ASSETS = frozenset(k.to_user_string() for k in (names.MAIN_SCHEDULE, *names.TICK_ASSETS, names.HISTORY_VERIFICATION,
@@ -104,7 +104,7 @@ def claim_run_limits(context: dg.AssetExecutionContext, varieties: Iterable[str]
     sessions = [r.dagster_run.run_id for r in older if r.dagster_run.tags.get(PROVIDER_TAG) == "tqsdk"]
     if tqsdk and limit is not None and len(sessions) >= limit:
         raise dg.Failure(
-            description=f"{len(sessions)} runs already hold TqSdk sessions (limit {limit}, dagster.yaml "
+            description=f"{len(sessions)} runs already hold TqSdk logins (limit {limit}, dagster.yaml "
             f"`{PROVIDER_TAG}: tqsdk`): {', '.join(sessions)}. Re-run when one finishes, or launch through the queue.",
             metadata={"running_run_ids": sessions, "limit": limit},
         )

@@ -1,4 +1,4 @@
-"""TqSdk access: one TqApi session reused across calls, reopened with backoff after a disconnect.
+"""TqSdk access: one TqApi login reused across calls, reopened with backoff after a disconnect.
 
 Where the client connects is TqSdk's own configuration (TQ_AUTH_URL, TQ_MD_URL, TQ_CHINESE_HOLIDAY_URL,
 TQ_CONT_TABLE_URL), so the vendor and the local simulator differ only in the environment.
@@ -51,7 +51,7 @@ class TqSettings:
     # re-run re-reads the provider rather than a stale local file.
     drop_tqsdk_cache: bool = True
     # TqSdk reconnects silently and waits indefinitely while data keeps trickling in; one day's download
-    # gets at most this long before it counts as failed (and is retried on a fresh session).
+    # gets at most this long before it counts as failed (and is retried on a fresh login).
     download_timeout_s: float = 300.0
 
 
@@ -92,7 +92,7 @@ def kline_trading_day(datetime_ns: int) -> date:
 
 
 class TqSdkClient:
-    """A TqApi session for market data. Not thread-safe: use it from one thread, close it at the end."""
+    """A TqApi login for market data. Not thread-safe: use it from one thread, close it at the end."""
 
     def __init__(self, settings: TqSettings, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
@@ -100,7 +100,7 @@ class TqSdkClient:
         self._api: Any = None
         self._cache_dir: str | None = None
 
-    # -- session ------------------------------------------------------------------------------------
+    # -- login --------------------------------------------------------------------------------------
     def _open(self) -> Any:
         from tqsdk import TqApi, TqAuth
 
@@ -131,8 +131,8 @@ class TqSdkClient:
         if self._api is not None:
             try:
                 self._api.close()
-            except Exception:  # noqa: BLE001 - a broken session may fail to close; it is dropped either way
-                log.debug("closing a broken TqApi session failed", exc_info=True)
+            except Exception:  # noqa: BLE001 - a broken login may fail to close; it is dropped either way
+                log.debug("closing a broken TqApi login failed", exc_info=True)
             self._api = None
 
     def __enter__(self) -> "TqSdkClient":
@@ -142,7 +142,7 @@ class TqSdkClient:
         self.close()
 
     def _with_retries(self, what: str, call: Callable[[Any], T]) -> T:
-        """Run `call(api)`; on failure drop the session and retry with exponential backoff."""
+        """Run `call(api)`; on failure drop the login and retry with exponential backoff."""
         last: BaseException | None = None
         for attempt in range(1, self.settings.retries + 1):
             try:
@@ -370,13 +370,13 @@ async def _collect_ticks(api: Any, symbol: str, start_ns: int, end_ns: int, colu
 
 
 def _forget_received_ticks(api: Any, contract: str, end_ns: int) -> None:
-    """Drop the session's copies of the ticks just downloaded; over a range backfill they are gigabytes.
+    """Drop the login's copies of the ticks just downloaded; over a range backfill they are gigabytes.
     TqApi keeps every tick it received, as one Python dict each, and, because every wait of a download
     passes `_task` (as TqSdk's own get_tick_data_series does), it also keeps every DIFF pack received in
     `_sync_diffs`, which only a wait without `_task` resets (about 100 MB per real-density day). That list
-    only serves `is_changing` in synchronous code, which a download session never calls; it is emptied.
+    only serves `is_changing` in synchronous code, which a download login never calls; it is emptied.
     Only ticks before the day's end go; a few the server sent past it stay, in case the next day's
-    download counts on them. A later download of the same day runs on a fresh session (see _with_retries)."""
+    download counts on them. A later download of the same day runs on a fresh login (see _with_retries)."""
     api._sync_diffs = []
     serial = api._data.get("ticks", {}).get(contract, {})
     data = serial.get("data") if hasattr(serial, "get") else None

@@ -25,7 +25,7 @@ from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.sim.tq import Faults, MarketConfig, SimMarket, TqSimServer
-from ghtrader_assets_tests.reliability._chain import Chain, failure_message, materializations, questdb_resource
+from ghtrader_assets_tests.fixtures.chain import Chain, failure_message, materializations, questdb_resource
 from ghtrader_assets_tests.truth import real_frame, served_frame
 
 VARIETIES = ("CZCE.TA", "SHFE.au", "INE.sc", "GFEX.si", "DCE.i")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date
 
 import dagster as dg
 import polars as pl
@@ -12,72 +10,44 @@ import pytest
 
 from ghtrader_assets.defs.futures.assets import build_futures_assets
 from ghtrader_assets.defs.futures.resources import FuturesSettings, TqSdkResource
-from ghtrader_assets.defs.resources import QuestDBResource
 from ghtrader_assets.domain.symbols import SymbolError
 from ghtrader_assets.domain.ticks import L2_TO_L5_PRICE_COLUMNS
-from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io import questdb_schema as schema
 from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.reader import read_ticks
-from ghtrader_assets.sim.tq import Faults, SimMarket, TqSimServer
+from ghtrader_assets.sim.tq import Faults, TqSimServer
 from ghtrader_assets_tests.fixtures.tq_sim import tq_env
+from ghtrader_assets_tests.fixtures.chain import SIM_NOW, Chain, failure_message, questdb_resource
 from ghtrader_assets_tests.truth import materializations, truth_stats
 
 VARIETIES = ("SHFE.cu", "DCE.m")
-SIM_NOW = "2024-04-12T17:00:00+08:00"  # the simulator's default "now": 17:00 Beijing on its last day
-
-
-@dataclass
-class ChainRun:
-    srv: TqSimServer
-    market: SimMarket
-    instance: dg.DagsterInstance
-    resources: dict
-    assets: list
-    days: list[date]
-    qdb: QuestDBClient
-
-    def materialize(self, selection: list[str], srv: TqSimServer | None = None, **kwargs) -> dg.ExecuteInProcessResult:
-        with tq_env(srv or self.srv):
-            return dg.materialize(self.assets, selection=selection, resources=self.resources,
-                                  instance=self.instance, raise_on_error=False, **kwargs)
-
-    def backfill(self, variety: str, first: date, last: date, srv: TqSimServer | None = None) -> dg.ExecuteInProcessResult:
-        """One run over a key range, as a single-run backfill launches it."""
-        tags = {"dagster/asset_partition_range_start": f"{first}|{variety}",
-                "dagster/asset_partition_range_end": f"{last}|{variety}"}
-        return self.materialize(["underlying_ticks", "main_l5", "day_index"], srv=srv, tags=tags)
 
 
 @pytest.fixture(scope="module")
-def chain(tq_sim: TqSimServer, questdb_settings: QuestDBSettings) -> Iterator[ChainRun]:
+def chain(tq_sim: TqSimServer, questdb_settings: QuestDBSettings) -> Iterator[Chain]:
     resources = {
-        "questdb": QuestDBResource(http_port=questdb_settings.http_port, pg_port=questdb_settings.pg_port,
-                                   host=questdb_settings.host),
+        "questdb": questdb_resource(questdb_settings),
         "tqsdk": TqSdkResource(user="sim", password="sim", backoff_s=0.2),
-        "futures": FuturesSettings(start_date=str(tq_sim.market.cfg.start), now=SIM_NOW),
+        "futures": FuturesSettings(start_date=str(tq_sim.market.cfg.start), now=SIM_NOW),  # the backtest source
     }
     with QuestDBClient(questdb_settings) as qdb, dg.instance_for_test() as instance:
-        run = ChainRun(tq_sim, tq_sim.market, instance, resources, build_futures_assets(VARIETIES), [], qdb)
-        assert run.materialize(["trading_days"]).success
-        run.days = [date.fromisoformat(k) for k in instance.get_dynamic_partitions("trading_day")]
-        for variety in VARIETIES:
-            assert run.materialize(["main_schedule"], partition_key=variety).success
+        run = Chain(tq_sim, instance, resources, VARIETIES).prepare()
+        run.qdb = qdb  # type: ignore[attr-defined]
         result = run.backfill("SHFE.cu", run.days[0], run.days[-1])
-        assert result.success, result.all_events[-1]
+        assert result.success, failure_message(result)
         run.first_backfill = result  # type: ignore[attr-defined]
         assert run.backfill("DCE.m", run.days[0], run.days[19]).success
         yield run
 
 
-def test_partitions_are_exactly_the_trading_days(chain: ChainRun) -> None:
+def test_partitions_are_exactly_the_trading_days(chain: Chain) -> None:
     assert chain.days == chain.market.trading_days()
     assert len(chain.days) >= 60
     assert all(d.weekday() < 5 for d in chain.days)
 
 
-def test_schedule_segments_equal_the_simulator_rolls(chain: ChainRun) -> None:
+def test_schedule_segments_equal_the_simulator_rolls(chain: Chain) -> None:
     for variety in VARIETIES:
         rows = ledger.read_schedule(chain.qdb, variety)
         assert [r.trading_day for r in rows] == chain.days
@@ -90,7 +60,7 @@ def test_schedule_segments_equal_the_simulator_rolls(chain: ChainRun) -> None:
         assert len(segments) >= 2
 
 
-def test_main_l5_equals_the_scheduled_contract_day_by_day(chain: ChainRun) -> None:
+def test_main_l5_equals_the_scheduled_contract_day_by_day(chain: Chain) -> None:
     index = ledger.read_index(chain.qdb, "KQ.m@SHFE.cu", chain.days[0], chain.days[-1], "main_l5")
     by_day = {ts.date(): row for ts, row in zip(index["ts"], index.iter_rows(named=True))}
     rolls = {d for d, _ in chain.market.roll_days("SHFE.cu")}
@@ -103,7 +73,7 @@ def test_main_l5_equals_the_scheduled_contract_day_by_day(chain: ChainRun) -> No
         assert {k: got[k] for k in truth} == truth, day
 
 
-def test_read_api_returns_the_stored_series_in_order(chain: ChainRun) -> None:
+def test_read_api_returns_the_stored_series_in_order(chain: Chain) -> None:
     roll = chain.market.roll_days("SHFE.cu")[1][0]
     frame = read_ticks("KQ.m@SHFE.cu", chain.days[chain.days.index(roll) - 1], roll, settings=chain.qdb.settings)
     assert frame["datetime_ns"].is_sorted()
@@ -114,7 +84,7 @@ def test_read_api_returns_the_stored_series_in_order(chain: ChainRun) -> None:
     assert got["last_price"].to_list() == truth["last_price"].to_list()
 
 
-def test_each_partition_has_its_own_materialization_with_metadata(chain: ChainRun) -> None:
+def test_each_partition_has_its_own_materialization_with_metadata(chain: Chain) -> None:
     mats = materializations(chain.first_backfill, "main_l5")  # type: ignore[attr-defined]
     assert len(mats) == len(chain.days)
     last = mats[f"{chain.days[-1]}|SHFE.cu"]
@@ -124,7 +94,7 @@ def test_each_partition_has_its_own_materialization_with_metadata(chain: ChainRu
     assert first["ticks_received"] == first["ticks_kept"] == first["rows"]
 
 
-def test_a_range_backfill_materializes_every_partition_exactly_once(chain: ChainRun) -> None:
+def test_a_range_backfill_materializes_every_partition_exactly_once(chain: Chain) -> None:
     counts: dict[tuple[str, str], int] = {}
     for event in chain.first_backfill.all_events:  # type: ignore[attr-defined]
         if event.event_type_value == "ASSET_MATERIALIZATION":
@@ -136,7 +106,7 @@ def test_a_range_backfill_materializes_every_partition_exactly_once(chain: Chain
     assert len({r.run_id for r in chain.instance.get_runs() if r.tags.get("dagster/asset_partition_range_start") == f"{chain.days[0]}|SHFE.cu"}) == 1
 
 
-def test_rematerializing_a_partition_changes_nothing(chain: ChainRun) -> None:
+def test_rematerializing_a_partition_changes_nothing(chain: Chain) -> None:
     roll = chain.market.roll_days("SHFE.cu")[1][0]
     before = ledger.read_index(chain.qdb, "KQ.m@SHFE.cu", roll, roll, "main_l5").drop("updated_at")
     total = chain.qdb.scalar("SELECT count() FROM ghtrader_ticks_main_l5_v2 WHERE symbol = 'KQ.m@SHFE.cu'")
@@ -146,7 +116,7 @@ def test_rematerializing_a_partition_changes_nothing(chain: ChainRun) -> None:
     assert chain.qdb.scalar("SELECT count() FROM ghtrader_ticks_main_l5_v2 WHERE symbol = 'KQ.m@SHFE.cu'") == total
 
 
-def test_each_asset_subset_rebuilds_from_what_is_stored(chain: ChainRun) -> None:
+def test_each_asset_subset_rebuilds_from_what_is_stored(chain: Chain) -> None:
     """A stale partition is rebuilt without a download (main_l5 + day_index, or day_index alone): the index
     still holds both the raw and the main series' rows, and they equal a full run's."""
     day = chain.days[5]
@@ -161,7 +131,7 @@ def test_each_asset_subset_rebuilds_from_what_is_stored(chain: ChainRun) -> None
             assert ledger.read_index(chain.qdb, symbol, day, day, kind).drop("updated_at").equals(frame), (selection, kind)
 
 
-def test_level_one_variety_has_empty_depth_levels(chain: ChainRun) -> None:
+def test_level_one_variety_has_empty_depth_levels(chain: Chain) -> None:
     index = ledger.read_index(chain.qdb, "KQ.m@DCE.m", chain.days[0], chain.days[19], "main_l5")
     assert index.height == 20 and not any(index["l5_present"])
     frame = read_ticks("KQ.m@DCE.m", chain.days[0], chain.days[0], settings=chain.qdb.settings)
@@ -171,7 +141,7 @@ def test_level_one_variety_has_empty_depth_levels(chain: ChainRun) -> None:
     assert shfe["l5_present"].to_list() == [True]
 
 
-def test_a_failed_download_is_reported_and_fills_on_a_later_run(chain: ChainRun, tq_sim_factory) -> None:
+def test_a_failed_download_is_reported_and_fills_on_a_later_run(chain: Chain, tq_sim_factory) -> None:
     days = chain.days[20:23]
     contract = chain.market.main_contract("DCE.m", days[1])
     # The first day downloads (three tick answers); then the server stops answering that session, so the
@@ -193,7 +163,7 @@ def test_a_failed_download_is_reported_and_fills_on_a_later_run(chain: ChainRun,
         assert stats["rows_total"].to_list() == [truth_stats(chain.market, chain.market.main_contract("DCE.m", day), day)["rows_total"]]
 
 
-def test_a_provider_empty_day_is_recorded_and_stays_retriable(chain: ChainRun, tq_sim_factory) -> None:
+def test_a_provider_empty_day_is_recorded_and_stays_retriable(chain: Chain, tq_sim_factory) -> None:
     day = chain.days[30]
     contract = chain.market.main_contract("DCE.m", day)
     empty = tq_sim_factory(faults=Faults(no_tick_days=((contract, day),)))
@@ -205,7 +175,7 @@ def test_a_provider_empty_day_is_recorded_and_stays_retriable(chain: ChainRun, t
     assert (contract, day) not in ledger.open_no_data_days(chain.qdb, contract)
 
 
-def test_unknown_varieties_are_refused_clearly(chain: ChainRun) -> None:
+def test_unknown_varieties_are_refused_clearly(chain: Chain) -> None:
     with pytest.raises(SymbolError, match="not a futures variety"):
         build_futures_assets(("SHFE.cu", "SHFE.cu'; DROP TABLE x"))
     assets = build_futures_assets(("SHFE.zz",))

@@ -24,7 +24,7 @@ from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.io.questdb_schema import MAIN_L5_TICKS
 from ghtrader_assets.sim.tq import MarketConfig, TqSimServer
 from ghtrader_assets_tests.fixtures.tq_sim import tq_env
-from ghtrader_assets_tests.reliability._chain import Chain, failure_message, materializations, questdb_resource
+from ghtrader_assets_tests.fixtures.chain import Chain, failure_message, materializations, questdb_resource
 
 VARIETIES = ("SHFE.ni", "GFEX.lc")
 START, END = date(2024, 2, 19), date(2024, 3, 15)

@@ -21,7 +21,7 @@ from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.sim.tq import MarketConfig, SimMarket, TqSimServer
 from ghtrader_assets.sim.tq import calendar as sim_calendar
-from ghtrader_assets_tests.reliability._chain import Chain, failure_message, materializations, questdb_resource
+from ghtrader_assets_tests.fixtures.chain import Chain, failure_message, materializations, questdb_resource
 
 VARIETY, SYMBOL = "SHFE.al", "KQ.m@SHFE.al"  # used by no other test module
 START, END = date(2024, 1, 2), date(2024, 3, 15)

@@ -8,7 +8,6 @@ from pathlib import Path
 from ghtrader_assets.domain.schedule import ScheduleRules
 from ghtrader_assets.futures import schedule as schedule_step
 from ghtrader_assets.domain.calendar import CST, TradingCalendar
-from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.io.questdb_server import QuestDBServer, ServerPorts

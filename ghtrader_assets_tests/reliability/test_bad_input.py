@@ -27,7 +27,7 @@ from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.reader import read_ticks
 from ghtrader_assets.sim.tq import TqSimServer
 from ghtrader_assets_tests.fixtures.ib_sim import SIM_AS_OF
-from ghtrader_assets_tests.reliability._chain import Chain, failure_message, questdb_resource, resources
+from ghtrader_assets_tests.fixtures.chain import Chain, failure_message, questdb_resource, resources
 
 pytestmark = pytest.mark.reliability
 VARIETY = "SHFE.rb"

@@ -28,7 +28,7 @@ from ghtrader_assets.io.questdb_server import QuestDBServer, ServerPorts
 from ghtrader_assets.sim.tq import Faults, MarketConfig, TqSimServer
 from ghtrader_assets_tests.fixtures.ib_sim import SIM_AS_OF
 from ghtrader_assets_tests.fixtures.tq_sim import TQ_SIM_CONFIG
-from ghtrader_assets_tests.reliability._chain import (
+from ghtrader_assets_tests.fixtures.chain import (
     SIM_NOW,
     Chain,
     assert_stored_equals_truth,
@@ -52,14 +52,10 @@ def secret_env() -> Iterator[None]:
     values = {"QUESTDB_PASSWORD": QDB_SECRET, "TQSDK_PASSWORD": TQ_SECRET,
               "QDB_PG_PASSWORD": QDB_SECRET, "QDB_HTTP_USER": "admin", "QDB_HTTP_PASSWORD": QDB_SECRET,
               "QDB_HTTP_HEALTH_CHECK_AUTHENTICATION_REQUIRED": "false"}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in values.items():
+            patch.setenv(key, value)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +224,7 @@ def test_servers_and_simulators_bind_to_loopback_by_default() -> None:
 
 
 def test_questdb_down_before_a_run_fails_fast_naming_the_address(tq_sim: TqSimServer, figures) -> None:
-    from ghtrader_assets_tests.reliability._chain import resources
+    from ghtrader_assets_tests.fixtures.chain import resources
 
     ports = ServerPorts.free()
     qdb = QuestDBResource(http_port=ports.http, pg_port=ports.pg, connect_timeout_s=2, retry_timeout_s=2)

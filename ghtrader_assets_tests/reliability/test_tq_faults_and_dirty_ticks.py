@@ -21,7 +21,7 @@ from ghtrader_assets.io import futures_store as store
 from ghtrader_assets.io import ledger_store as ledger
 from ghtrader_assets.io.questdb import QuestDBClient, QuestDBSettings
 from ghtrader_assets.sim.tq import Faults, TqSimServer
-from ghtrader_assets_tests.reliability._chain import (
+from ghtrader_assets_tests.fixtures.chain import (
     Chain,
     assert_stored_equals_truth,
     failure_message,

@@ -43,7 +43,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         adds one `trading_day` partition per trading day through the current one."""
         claim_run_limits(context, (), tqsdk=True)
         with questdb.client() as qdb:
-            result = calendar_step.refresh_calendar(tqsdk.client(), qdb, varieties, futures.start(), futures.clock())
+            result = calendar_step.refresh_calendar(tqsdk.step_login(), qdb, varieties, futures.start(), futures.clock())
         known = list(context.instance.get_dynamic_partitions(TRADING_DAY.name))
         wanted = [d.isoformat() for d in result.trading_days]
         if known != wanted[: len(known)]:
@@ -95,7 +95,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
             calendar = ledger.read_calendar(qdb)
             days = [date.fromisoformat(k) for k in context.instance.get_dynamic_partitions(TRADING_DAY.name)]
             result = schedule_step.refresh_schedule(
-                tqsdk.client(), qdb, variety, calendar, sorted(days), futures.schedule_source, config.rebuild,
+                tqsdk.step_login(), qdb, variety, calendar, sorted(days), futures.schedule_source, config.rebuild,
                 futures.schedule_rules(config.confirm_revisions, *calendar_step.session_opens(qdb, variety)),
                 user_start=futures.variety_start(variety), now=futures.clock(),
             )
@@ -190,7 +190,7 @@ def build_futures_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition
         with questdb.client() as qdb:
             calendar = ledger.read_calendar(qdb)
             histories = calendar_step.session_histories(qdb, run_varieties, futures.session_history_file)
-            outcomes = closing(pipeline.run_days(tqsdk.client_factory(), qdb, calendar, [(p.variety, p.trading_day) for p in parts],
+            outcomes = closing(pipeline.run_days(tqsdk.login_factory(), qdb, calendar, [(p.variety, p.trading_day) for p in parts],
                                                  steps, histories, now=futures.clock(),
                                                  max_retries=futures.no_data_max_retries))
             with outcomes as stream:

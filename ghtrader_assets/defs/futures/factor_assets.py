@@ -33,7 +33,7 @@ def build_factor_assets(varieties: tuple[str, ...]) -> list[dg.AssetsDefinition]
         claim_run_limits(context, [variety], tqsdk=True)
         with questdb.client() as qdb:
             calendar = ledger.read_calendar(qdb)
-            result = factors_step.refresh_roll_factors(tqsdk.client(), qdb, variety, calendar)
+            result = factors_step.refresh_roll_factors(tqsdk.step_login(), qdb, variety, calendar)
             problems = factors_step.check_factors(qdb, variety)
         for line in problems[:20]:
             context.log.error("roll factors: %s", line)

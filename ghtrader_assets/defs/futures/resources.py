@@ -1,4 +1,4 @@
-"""Resources of the futures chain: the TqSdk session and the chain's settings."""
+"""Resources of the futures chain: TqSdk logins and the chain's settings."""
 
 from __future__ import annotations
 
@@ -9,20 +9,26 @@ from datetime import date, datetime, time, timezone
 import dagster as dg
 from pydantic import PrivateAttr
 
+from ghtrader_assets.domain.no_data import DEFAULT_MAX_RETRIES
 from ghtrader_assets.domain.schedule import ScheduleRules
 from ghtrader_assets.domain.symbols import parse_variety_list
 from ghtrader_assets.io.tqsdk_client import TqSdkClient, TqSettings
 
 
+def default_of(settings: type, name: str):
+    """A settings dataclass's default for `name`: resources show the same default, written once."""
+    return settings.__dataclass_fields__[name].default
+
+
 class TqSdkResource(dg.ConfigurableResource):
-    """The real TqApi, one session per step reused across every partition of the run. Where it connects
-    is TqSdk's own environment (TQ_AUTH_URL, TQ_MD_URL, ...): the simulator or the vendor."""
+    """TqSdk logins (a TqApi each) for the steps. Where they connect is TqSdk's own environment
+    (TQ_AUTH_URL, TQ_MD_URL, ...): the simulator or the vendor."""
 
     user: str
     password: str
-    retries: int = 3
-    backoff_s: float = 2.0
-    download_timeout_s: float = 300.0
+    retries: int = default_of(TqSettings, "retries")
+    backoff_s: float = default_of(TqSettings, "backoff_s")
+    download_timeout_s: float = default_of(TqSettings, "download_timeout_s")
 
     _client: TqSdkClient | None = PrivateAttr(default=None)
 
@@ -30,15 +36,16 @@ class TqSdkResource(dg.ConfigurableResource):
         return TqSettings(self.user, self.password, retries=self.retries, backoff_s=self.backoff_s,
                           download_timeout_s=self.download_timeout_s)
 
-    def client(self) -> TqSdkClient:
-        """The step's session, opened on first use in the calling thread."""
+    def step_login(self) -> TqSdkClient:
+        """The step's login, made on first use in the calling thread and reused by the step (calendar,
+        schedule, factors); closed when the step ends."""
         if self._client is None:
             self._client = TqSdkClient(self.settings())
         return self._client
 
-    def client_factory(self) -> Callable[[], TqSdkClient]:
-        """What makes a new client (a new TqSdk login), picklable: the tick download calls it in a process of
-        its own (TqApi is not thread-safe, and its decoding must not share the run's GIL)."""
+    def login_factory(self) -> Callable[[], TqSdkClient]:
+        """What makes a new login, picklable: the tick download calls it in a process of its own (TqApi is not
+        thread-safe, and its decoding must not share the run's GIL)."""
         return functools.partial(TqSdkClient, self.settings())
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -66,13 +73,13 @@ class FuturesSettings(dg.ConfigurableResource):
     lookback_days: int = 5
     # Beijing time on the previous trading day by which the vendor publishes a day's main contract; a day's
     # schedule row is provisional until then and until the day has opened.
-    schedule_published_at: str = "20:00"
+    schedule_published_at: str = default_of(ScheduleRules, "published_at").strftime("%H:%M")
     # Settled days the backtest source is asked again on every run to catch vendor revisions.
-    schedule_recheck_days: int = 10
+    schedule_recheck_days: int = default_of(ScheduleRules, "recheck_days")
     # Revisions of days older than this many trading days are only reported until confirmed; 0 = apply all.
-    confirm_revisions_older_than: int = 0
+    confirm_revisions_older_than: int = default_of(ScheduleRules, "confirm_older_than")
     # No-data days: re-asked after 1, 2, 4 ... days, at most this many times, then reported as permanent.
-    no_data_max_retries: int = 6
+    no_data_max_retries: int = DEFAULT_MAX_RETRIES
     # JSON file of session changes and night-session exceptions added to the built-in list (see
     # domain.session_history); empty = none.
     session_history_file: str = ""

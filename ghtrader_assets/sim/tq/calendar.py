@@ -1,4 +1,4 @@
-"""Mainland-China exchange calendar 2023-2026: real holiday closures, trading days, night-session rule."""
+"""Mainland-China exchange calendar 2023-2026: real holiday closures, trading days, the nights cancelled."""
 
 from __future__ import annotations
 
@@ -86,17 +86,21 @@ def next_trading_day(d: date) -> date | None:
     return days[i] if i < len(days) else None
 
 
-def has_night_session(d: date) -> bool:
-    """Whether trading day d may open with a night session: none after a holiday break.
+# Trading days that open without a night session: the exchanges' holiday notices cancel night trading on the
+# evening before each closure (e.g. DCE's 2026 New Year notice: "no night trading session on the night of
+# December 31, 2025"; the market reopens on January 5 with the call auction). Written out from the notices'
+# dates, not derived, so the product's night-session rule is tested against the exchanges' own calendar.
+NO_NIGHT_SESSION: frozenset[date] = frozenset(date.fromisoformat(d) for d in (
+    "2023-01-03 2023-01-30 2023-04-06 2023-05-04 2023-06-26 2023-10-09 "
+    "2024-01-02 2024-02-19 2024-04-08 2024-05-06 2024-06-11 2024-09-18 2024-10-08 "
+    "2025-01-02 2025-02-05 2025-04-07 2025-05-06 2025-06-03 2025-10-09 "
+    "2026-01-05 2026-02-24 2026-04-07 2026-05-06 2026-06-22 2026-09-28 2026-10-08"
+).split())
 
-    The night session of d runs on the evening of the previous trading day; exchanges cancel it when
-    one or more holiday weekdays lie in between (a plain weekend keeps Friday night for Monday).
-    """
-    p = prev_trading_day(d)
-    if p is None:
-        return False
-    gap = (p + timedelta(days=i) for i in range(1, (d - p).days))
-    return not any(x.weekday() < 5 for x in gap)
+
+def has_night_session(d: date) -> bool:
+    """Whether trading day d opens with a night session (on the previous trading day's evening)."""
+    return prev_trading_day(d) is not None and d not in NO_NIGHT_SESSION
 
 
 def trading_day_of(local_date: date, hour: int) -> date | None:

@@ -70,7 +70,7 @@ import functools, sys, time
 from datetime import date
 sys.path.insert(0, sys.argv[1])
 from ghtrader_assets.futures.download import DownloadProcess
-from ghtrader_assets_tests.domain.test_download_sessions import JOBS, StandIn
+from ghtrader_assets_tests.futures.test_download import JOBS, StandIn
 process = DownloadProcess(functools.partial(StandIn, 10), JOBS * 1000, ahead=1, renew_days=100, renew_ticks=10**9)
 print(process.pid, flush=True)
 time.sleep(600)
