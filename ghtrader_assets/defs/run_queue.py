@@ -100,18 +100,23 @@ def claim_run_limits(context: dg.AssetExecutionContext, varieties: Iterable[str]
                 "variety would fetch and write the same days. Re-run after it finishes.",
                 metadata={"running_run_id": run.run_id, "varieties": sorted(theirs)},
             )
-    limit = tqsdk_session_limit(instance)
-    sessions = [r.dagster_run.run_id for r in older if r.dagster_run.tags.get(PROVIDER_TAG) == "tqsdk"]
-    if tqsdk and limit is not None and len(sessions) >= limit:
+    limit = tqsdk_login_limit(instance)
+    logins = [r.dagster_run.run_id for r in older if r.dagster_run.tags.get(PROVIDER_TAG) == "tqsdk"]
+    if tqsdk and limit is not None and len(logins) >= limit:
         raise dg.Failure(
-            description=f"{len(sessions)} runs already hold TqSdk logins (limit {limit}, dagster.yaml "
-            f"`{PROVIDER_TAG}: tqsdk`): {', '.join(sessions)}. Re-run when one finishes, or launch through the queue.",
-            metadata={"running_run_ids": sessions, "limit": limit},
+            description=f"{len(logins)} runs already hold TqSdk logins (limit {limit}, dagster.yaml "
+            f"`{PROVIDER_TAG}: tqsdk`): {', '.join(logins)}. Re-run when one finishes, or launch through the queue.",
+            metadata={"running_run_ids": logins, "limit": limit},
         )
 
 
-def tqsdk_session_limit(instance: dg.DagsterInstance) -> int | None:
-    """The `ghtrader/provider: tqsdk` run limit of the instance's dagster.yaml, if it sets one."""
+def tqsdk_login_limit(instance: dg.DagsterInstance) -> int | None:
+    """The `ghtrader/provider: tqsdk` run limit of the instance's dagster.yaml, if it sets one.
+
+    `DagsterInstance.get_concurrency_config()` is the one call here outside Dagster's documented API (no
+    underscore, but not in the API docs): Dagster has no public accessor for the run queue's limits, and
+    reading dagster.yaml again would miss an instance configured elsewhere. A Dagster upgrade that changes it
+    fails `defs/test_run_queue.py`."""
     queue = instance.get_concurrency_config().run_queue_config
     for rule in (queue.tag_concurrency_limits if queue else None) or []:
         if rule.get("key") == PROVIDER_TAG and rule.get("value") == "tqsdk":

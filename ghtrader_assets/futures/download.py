@@ -6,8 +6,14 @@ temporary directory of the run, its path and outcome through a bounded queue: at
 memory does not grow with the range. (Files: measured 15 ms per real-density day for the run's process to
 take one, against 49 ms for the same frame pickled through the queue.) A login is renewed after
 `renew_days` days or `renew_ticks` ticks (TqApi keeps some of what it received). The child exits when the
-run stops it, when it has sent every day, and within half a second of its parent's death, so a killed run
-leaves no download process behind; a temp directory a killed run left is removed by the next download.
+run stops it, when it has sent every day, and within half a second of its parent's death (the end of a pipe
+only the parent holds), so a killed run leaves no download process behind; a temp directory a killed run
+left is removed by the next download.
+
+The child is forked from multiprocessing's fork server, started once per run process with tqsdk imported
+(about 4 CPU-seconds, paid once however many ranges the process downloads) and nothing else: no polars,
+no psycopg, no thread of ours, so nothing a fork could leave half-locked. TqSdk's endpoint variables
+(TQ_*) are handed to each child as they are when its range starts.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import glob
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import shutil
@@ -31,6 +38,7 @@ import polars as pl
 TMP_PREFIX = "ghtrader-ticks-"
 _END = "end"
 _POLL_S = 0.2
+_ENDPOINT_PREFIX = "TQ_"
 
 
 class TickSource(Protocol):
@@ -69,7 +77,7 @@ class DownloadProcess:
     def __init__(self, new_client: Callable[[], TickSource], jobs: Sequence[tuple[str, date]], ahead: int,
                  renew_days: int, renew_ticks: int) -> None:
         _remove_orphan_dirs()
-        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked polars/psycopg threads
+        ctx = _context()
         self.jobs = list(jobs)
         self.logins: list[int] = []  # the login of each day handed over, in order
         self._dir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
@@ -77,11 +85,14 @@ class DownloadProcess:
         self._logs = ctx.Queue()  # the child's warnings, logged again here (where the run's log handlers are)
         self._stop = ctx.Event()
         self._done = 0
+        alive, self._alive = ctx.Pipe(duplex=False)  # the child sees EOF on `alive` when this process is gone
+        endpoints = {k: v for k, v in os.environ.items() if k.startswith(_ENDPOINT_PREFIX)}
         self._process = ctx.Process(
             target=_serve, name="tqsdk-download", daemon=True,
-            args=(new_client, self.jobs, self._dir, self._queue, self._logs, self._stop, os.getpid(), renew_days,
-                  renew_ticks))
+            args=(new_client, self.jobs, self._dir, self._queue, self._logs, self._stop, alive, endpoints,
+                  renew_days, renew_ticks))
         self._process.start()
+        alive.close()
 
     @property
     def pid(self) -> int | None:
@@ -134,18 +145,28 @@ class DownloadProcess:
             self._process.kill()
             self._process.join(timeout=5)
         self._queue.close()
+        self._alive.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def _context() -> Any:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["tqsdk"])  # only tqsdk: polars and psycopg start threads at import
+    return ctx
+
+
 def _serve(new_client: Callable[[], TickSource], jobs: list[tuple[str, date]], directory: str, out: Any, logs: Any,
-           stop: Any, parent: int, renew_days: int, renew_ticks: int) -> None:
+           stop: Any, alive: Any, endpoints: dict[str, str], renew_days: int, renew_ticks: int) -> None:
     """The child: one login at a time, days in order, each answer handed over as a file."""
+    for key in [k for k in os.environ if k.startswith(_ENDPOINT_PREFIX)]:
+        del os.environ[key]
+    os.environ.update(endpoints)
     root = logging.getLogger()
     root.handlers[:] = [_Relay(logs)]  # warnings (a retried download, ...) go to the run's own log
     root.setLevel(logging.INFO)
     for noisy in ("TqApi", "websockets"):  # TqSdk's own chatter stays here
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True, name="parent-watch").start()
+    threading.Thread(target=_watch_parent, args=(alive, stop), daemon=True, name="parent-watch").start()
     client: TickSource | None = None
     login = days = ticks = 0
     try:
@@ -198,10 +219,11 @@ def _put(out: Any, item: object, stop: Any) -> bool:
     return False
 
 
-def _watch_parent(parent: int, stop: Any) -> None:
-    """Exit at once when the run's process is gone (killed: no one would read or stop us)."""
+def _watch_parent(alive: Any, stop: Any) -> None:
+    """Exit at once when the run's process is gone (killed: no one would read or stop us). The parent never
+    writes to `alive`: it becomes readable (EOF) only when the parent's end is closed."""
     while True:
-        if os.getppid() != parent:
+        if multiprocessing.connection.wait([alive], timeout=0):
             os._exit(0)
         if stop.is_set():
             time.sleep(15)  # the loop has been asked to stop: give it time, then make sure

@@ -94,6 +94,21 @@ def test_each_partition_has_its_own_materialization_with_metadata(chain: Chain) 
     assert first["ticks_received"] == first["ticks_kept"] == first["rows"]
 
 
+def test_the_ledger_says_which_days_are_final(chain: Chain) -> None:
+    """The daily sensor decides from these rows (not from the metadata above): only the last day, still
+    trading at the simulator's "now", is stored as not final, for the raw and the main series alike."""
+    for kind, symbol in (("main_l5", "KQ.m@SHFE.cu"), ("raw", None)):
+        if symbol is None:
+            entries = {}
+            for contract in {chain.market.main_contract("SHFE.cu", d) for d in chain.days}:
+                entries |= {d: e for d, e in ledger.index_entries(chain.qdb, contract, kind).items()
+                            if chain.market.main_contract("SHFE.cu", d) == contract}
+        else:
+            entries = ledger.index_entries(chain.qdb, symbol, kind)
+        assert sorted(entries) == chain.days
+        assert sorted(d for d, e in entries.items() if e.final is not True) == [chain.days[-1]]
+
+
 def test_a_range_backfill_materializes_every_partition_exactly_once(chain: Chain) -> None:
     counts: dict[tuple[str, str], int] = {}
     for event in chain.first_backfill.all_events:  # type: ignore[attr-defined]

@@ -89,7 +89,7 @@ def month(ib_gateway_factory: Callable[..., GatewaySim], tmp_path: Path) -> dict
     return runs
 
 
-def test_a_month_weekend_only_loses_the_last_week_the_capture_keeps_every_bar(month, capsys) -> None:
+def test_a_month_weekend_only_loses_the_last_week_the_capture_keeps_every_bar(month, capsys, summary) -> None:
     sim, paths = month["capture"]
     now = END.astimezone(UTC)
     for stage, bar_size, duration in (("hours", "8 hours", "6 M"), ("minutes", "30 mins", "6 M")):
@@ -121,10 +121,9 @@ def test_a_month_weekend_only_loses_the_last_week_the_capture_keeps_every_bar(mo
                          END.replace(tzinfo=None).isoformat(), "--json"]) == 0  # no zone: New York
         shown = json.loads(capsys.readouterr().out)[stage]["SPY"]
         assert (shown["truncated_by_expiry"], shown["lost_sessions"]) == (truncated, lost)
-    with capsys.disabled():
-        for stage, (n, truncated, lost, missing) in figures.items():
-            print(f"\n{stage}: weekend only: {truncated} of {n} expired contracts truncated by expiry, {lost} "
-                  f"sessions and {missing} bars lost; with the daily capture: 0")
+    for stage, (n, truncated, lost, missing) in figures.items():
+        summary.append(f"{stage}: weekend only: {truncated} of {n} expired contracts truncated by expiry, {lost} "
+                       f"sessions and {missing} bars lost; with the daily capture: 0")
 
 
 def _rule():

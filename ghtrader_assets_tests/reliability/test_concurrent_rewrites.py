@@ -76,7 +76,7 @@ def compare(qdb: QuestDBClient, want: dict[str, dict]) -> tuple[int, list[str]]:
 
 
 def test_concurrent_rewrites_lose_nothing(qdb: QuestDBClient, questdb_settings: QuestDBSettings, tmp_path: Path,
-                                          figures: Counter, capsys: pytest.CaptureFixture) -> None:
+                                          figures: Counter, summary: list[str]) -> None:
     qdb.bootstrap()
     want = seed(qdb, SEEDED)
     stop = tmp_path / "stop"
@@ -97,10 +97,9 @@ def test_concurrent_rewrites_lose_nothing(qdb: QuestDBClient, questdb_settings: 
     figures["concurrent_rewrites"] += rewrites
     figures["rows_compared"] += rows
     figures["lost"] += len(problems) + len(seen["drops"])
-    with capsys.disabled():
-        print(f"\nconcurrent rewrites: {len(REWRITERS)} rewriting processes, 1 writer, 1 reader ({seen['polls']} polls); "
-              f"{rewrites} rewrites ({retired} rows retired), {len(want)} (symbol, day)s and {rows} rows compared, "
-              f"{len(problems)} differences, {len(seen['drops'])} count drops seen by the reader")
+    summary.append(f"concurrent rewrites: {len(REWRITERS)} rewriting processes, 1 writer, 1 reader ({seen['polls']} polls); "
+                   f"{rewrites} rewrites ({retired} rows retired), {len(want)} (symbol, day)s and {rows} rows compared, "
+                   f"{len(problems)} differences, {len(seen['drops'])} count drops seen by the reader")
     assert not seen["drops"], seen["drops"][:10]
     assert not problems, problems[:10]
     assert retired > 0  # the stale-row path ran

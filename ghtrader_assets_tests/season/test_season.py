@@ -149,7 +149,7 @@ def day_figures(qdb: QuestDBClient, days: list[date]) -> dict[date, dict]:
 
 @pytest.mark.season
 @pytest.mark.timeout(1500)  # ~7 min alone on 2 cores; twice that when other suites share the cores
-def test_a_season_of_daily_updates_ends_where_a_clean_backfill_ends(tmp_path: Path, capsys) -> None:
+def test_a_season_of_daily_updates_ends_where_a_clean_backfill_ends(tmp_path: Path, summary: list[str]) -> None:
     began = wall.monotonic()
     cfg = market_config()
     season_db = QuestDBServer(home=tmp_path / "season-qdb", ports=ServerPorts.free()).start()
@@ -210,21 +210,20 @@ def test_a_season_of_daily_updates_ends_where_a_clean_backfill_ends(tmp_path: Pa
             # staleness is a fact of the tick partitions: its check is green once the stale days were rebuilt
             stale_check = inst.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey("main_l5"), "matches_schedule"))
             rows = sum(got[d]["raw"]["rows_total"] + got[d]["main_l5"]["rows_total"] for d in market_days if got[d]["raw"])
-            with capsys.disabled():
-                print(f"\nseason: {len(market_days)} trading days {START}..{END}, {op.figures['evaluations']} sensor "
-                      f"evaluations, {op.figures['runs']} runs ({op.figures['failed_runs']} failed), "
-                      f"{op.figures['sensor_errors']} sensor errors, {op.figures['questdb_restarts']} QuestDB restart, "
-                      f"{season_secs:.0f}s (sensor {op.sensor_seconds:.0f}s, runs ~{op.figures['run_seconds']}s)")
-                print(f"compared with a clean backfill: {len(market_days)} days x (schedule, raw, main_l5, segments, "
-                      f"index), {rows} stored rows; differences: {len(differences)}")
-                print(f"tick downloads per scheduled (contract, day): {dict(sorted(per_day.items()))}; "
-                      f"more than one: {extra}; of contracts no longer scheduled: {unscheduled}")
-                print(f"revisions reported: {len(revisions)} days ({revisions[0] if revisions else ''} ...); at the end "
-                      f"agrees_with_continuous_table {check.status.value if check else None}, matches_schedule "
-                      f"{stale_check.status.value if stale_check else None}")
-                print(f"open no-data records: {len(open_records)} ({len(answerable)} the provider can answer)")
-                for d in differences[:10]:
-                    print("  difference:", d)
+            summary.append(f"season: {len(market_days)} trading days {START}..{END}, {op.figures['evaluations']} sensor "
+                           f"evaluations, {op.figures['runs']} runs ({op.figures['failed_runs']} failed), "
+                           f"{op.figures['sensor_errors']} sensor errors, {op.figures['questdb_restarts']} QuestDB restart, "
+                           f"{season_secs:.0f}s (sensor {op.sensor_seconds:.0f}s, runs ~{op.figures['run_seconds']}s)")
+            summary.append(f"compared with a clean backfill: {len(market_days)} days x (schedule, raw, main_l5, segments, "
+                           f"index), {rows} stored rows; differences: {len(differences)}")
+            summary.append(f"tick downloads per scheduled (contract, day): {dict(sorted(per_day.items()))}; "
+                           f"more than one: {extra}; of contracts no longer scheduled: {unscheduled}")
+            summary.append(f"revisions reported: {len(revisions)} days ({revisions[0] if revisions else ''} ...); at the end "
+                           f"agrees_with_continuous_table {check.status.value if check else None}, matches_schedule "
+                           f"{stale_check.status.value if stale_check else None}")
+            summary.append(f"open no-data records: {len(open_records)} ({len(answerable)} the provider can answer)")
+            for d in differences[:10]:
+                summary.append(f"  difference: {d}")
             assert not differences
             # the corrected roll: the roll day changes contract, the following days change segment
             assert revisions[0] == "2024-01-19: SHFE.cu2402 (segment 20240102) -> SHFE.cu2404 (segment 20240119)"
