@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_reader.py --days 58       # 58 days only (~8 min)
     .venv/bin/python bench/bench_reader.py --ten-years     # also the streamed ten-year read (~+5 min)
     .venv/bin/python bench/bench_reader.py --days none --ten-years   # the ten-year read alone
+    .venv/bin/python bench/bench_reader.py --days 242 --verify-only  # the re-verification's cost alone (~6 min)
 
 Starts its own QuestDB (free ports, temp dir) and the TqSdk simulator (the roll factors' daily klines), and
 stores SHFE.cu at real density (55,800 ticks a trading day, the simulator's density 1.0) through the chain's
@@ -17,6 +18,8 @@ that the table is shared as in production; then the roll factors through their o
   - adjusted reads (pre, spread; first and repeated), and 1-minute bars (read_bars);
   - the ceiling: polars reading the same rows from a local Parquet file (zstd, its default; lz4; none);
 and checks that every unadjusted read returns the same rows, ns timestamps and values as the reader before.
+First, for each length, the weekly re-verification of stored history (futures.ledger.verify_days: every stored
+day re-counted inside QuestDB and compared with its index row), with its cost scaled to a variety-year.
 The server's and this process's CPU seconds are given per figure. Peak RSS: a streamed read (iter_ticks)
 and a whole-frame read of the 242 days, each in a process of its own; with --ten-years, a streamed read of
 ten years (2015-2024, a weekday calendar, a tenth of real density, in a second QuestDB) against one of those
@@ -91,27 +94,37 @@ def same(a: pl.DataFrame, b: pl.DataFrame) -> bool:
 
 
 # -- loading: the chain's own store path on the simulator's ticks ---------------------------------------------------
+class FromMarket:
+    """Stands in for the TqSdk login in the download process: the day's real ticks from the simulated market (built
+    there from its config), as the client returns them."""
+
+    def __init__(self, cfg) -> None:  # noqa: ANN001
+        from ghtrader_assets.sim.tq import SimMarket
+
+        self.market = SimMarket(cfg)
+
+    def ticks(self, contract: str, day: date) -> pl.DataFrame:
+        from ghtrader_assets.io.tqsdk_client import _tick_frame
+
+        t = self.market.real_ticks(contract, day)
+        return _tick_frame({"datetime_ns": t["datetime"].to_numpy(), **{c: t[c].to_numpy() for c in TICK_COLUMNS}}, contract)
+
+    def close(self) -> None:
+        pass
+
+
 def load(settings: QuestDBSettings, market, days: list[date], variety: str, calendar: TradingCalendar) -> int:  # noqa: ANN001
+    import functools
+
     from ghtrader_assets.futures import calendar as calendar_step
     from ghtrader_assets.futures import pipeline
-    from ghtrader_assets.io.tqsdk_client import _tick_frame
-
-    class FromMarket:
-        """Stands in for the TqSdk session: the day's real ticks from the simulated market, as the client returns them."""
-
-        def ticks(self, contract: str, day: date) -> pl.DataFrame:
-            t = market.real_ticks(contract, day)
-            return _tick_frame({"datetime_ns": t["datetime"].to_numpy(), **{c: t[c].to_numpy() for c in TICK_COLUMNS}}, contract)
-
-        def close(self) -> None:
-            pass
 
     with QuestDBClient(settings) as qdb:
         ledger.write_schedule(qdb, variety, build_schedule(variety, {d: market.main_contract(variety, d) for d in days}),
                               "continuous_table")
         ledger.write_sessions(qdb, variety, market.trading_time(variety), START, True)
         histories = calendar_step.session_histories(qdb, [variety], "")
-        outcomes = list(pipeline.run_days(FromMarket, qdb, calendar, [(variety, d) for d in days], pipeline.ChainSteps(),
+        outcomes = list(pipeline.run_days(functools.partial(FromMarket, market.cfg), qdb, calendar, [(variety, d) for d in days], pipeline.ChainSteps(),
                                           histories, now=NOW))
     errors = [o.error for o in outcomes if o.error]
     if errors:
@@ -225,6 +238,7 @@ def main() -> None:
     parser.add_argument("--density", type=float, default=1.0, help="SHFE.cu's ticks per 500 ms slot (1.0: real)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--ten-years", action="store_true")
+    parser.add_argument("--verify-only", action="store_true", help="measure the re-verification only, no reads")
     parser.add_argument("--out", default="", help="also write the figures to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for name in ("--mode", "--symbol", "--first", "--last"):
@@ -307,6 +321,10 @@ def run(args: argparse.Namespace, lengths: list[int], workdir: Path, servers: li
         f"{time.perf_counter() - t0:.0f} s; {len(factors.switches)} roll factors ({factors.kline_requests} daily-kline requests)")
     watch = Stopwatch(server.pid)
     for n in lengths:
+        reverify(settings, calendar, calendar.between(START, ENDS[n]), watch, say)
+    if args.verify_only:
+        return
+    for n in lengths:
         measure(settings, calendar, calendar.between(START, ENDS[n]), n, args.repeat, workdir, watch, say)
     stream = rss(settings, SYMBOL, START, ENDS[lengths[-1]], "stream", children)
     frame = rss(settings, SYMBOL, START, ENDS[lengths[-1]], "frame", children)
@@ -315,6 +333,23 @@ def run(args: argparse.Namespace, lengths: list[int], workdir: Path, servers: li
     if args.ten_years:
         ten_years(workdir / "qdb10", children, say)
     say(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+def reverify(settings: QuestDBSettings, calendar: TradingCalendar, days: list[date], watch: Stopwatch,
+             say: Callable[[str], None]) -> None:
+    """The weekly re-verification over these days, twice (the second with QuestDB's pages warm)."""
+    from ghtrader_assets.futures import ledger as ledger_step
+
+    for label in ("first", "again"):
+        def one() -> ledger_step.VerifyResult:
+            with QuestDBClient(settings) as qdb:
+                return ledger_step.verify_days(qdb, calendar, CU, days)
+
+        wall, server_s, client_s, result = watch(one)
+        year = 242 / len(days)
+        say(f"re-verification ({label}), {len(days)} days, {result.rows:,} main_l5 rows, {result.bad_days} mismatches: "
+            f"{wall:.1f} s (QuestDB {server_s:.1f} / client {client_s:.1f} CPU-s); per variety-year (242 days) "
+            f"{wall * year:.1f} s, {result.rows * year / 1e6:.1f} M rows")
 
 
 def measure(settings: QuestDBSettings, calendar: TradingCalendar, days: list[date], n: int, repeat: int, workdir: Path,

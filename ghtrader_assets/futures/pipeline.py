@@ -1,9 +1,10 @@
 """A range of (variety, trading day)s through raw ticks -> main_l5 -> day index, pipelined: the download runs
-ahead of the store in a thread of its own, the store writes batches of days. One outcome per day."""
+ahead of the store in a process of its own, the store writes batches of days. One outcome per day."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -77,6 +78,11 @@ class DayOutcome:
 class PipelineLimits:
     prefetch_days: int = 4  # downloaded days waiting to be stored, at most (memory stays flat)
     batch_days: int = 8  # days stored together: one write and one WAL barrier per table per batch
+    # After the first day (stored at once: the first partition shows up at once), the store waits up to
+    # min_batch_wait_s for this many days before it writes: QuestDB's work per batch (WAL commits, barriers,
+    # grouped queries) otherwise takes CPU from the download on a small machine.
+    min_batch_days: int = 4
+    min_batch_wait_s: float = 5.0
     # A TqSdk login keeps some of what it received (see io.tqsdk_client._forget_received_ticks): the download
     # logs in afresh after this many days or ticks (about 18 days of one real-density contract).
     login_days: int = 20
@@ -97,8 +103,8 @@ def run_days(
     """Yield one outcome per (variety, day), in order. With `steps.underlying_ticks`, a process of its own
     (futures.download) logs in to TqSdk (`new_client()`, picklable: it is called in that process) and
     downloads the scheduled contracts' days ahead of the store, at most `limits.prefetch_days` ahead; this
-    process flags and stores whatever has arrived as one batch. Each day is judged by its variety's session
-    history (`histories`). A day before the variety's window is `listed=False`; a day that fails yields an
+    process flags and stores the days that have arrived as one batch (waiting up to `min_batch_wait_s` for
+    `min_batch_days`). Each day is judged by its variety's session history (`histories`). A day before the variety's window is `listed=False`; a day that fails yields an
     outcome with `error`; a QuestDB failure fails the days of its batch."""
     now_ = now or datetime.now(CST)
     windows = ledger.read_windows(qdb)
@@ -114,6 +120,7 @@ def run_days(
     downloads = [(row.main_contract, day) for _, day, row in planned if row is not None] if steps.underlying_ticks else []
     fetcher = DownloadProcess(new_client, downloads, limits.prefetch_days, limits.login_days, limits.login_ticks) \
         if downloads else None
+    stored_any = False
     try:
         i = 0
         while i < len(planned):
@@ -133,13 +140,20 @@ def run_days(
                     continue
                 answer = None
                 if fetcher is not None:
-                    answer = fetcher.next(block=not batch)
+                    if not batch:
+                        answer = fetcher.next(block=True)
+                        batch_started = time.monotonic()
+                    else:
+                        wait = limits.min_batch_wait_s - (time.monotonic() - batch_started)
+                        fill = len(batch) < limits.min_batch_days and stored_any  # the first day is stored at once
+                        answer = fetcher.next(block=False, wait_s=max(0.0, wait) if fill else 0.0)
                     if answer is None:  # not downloaded yet: store what has arrived first
                         break
                 batch.append((variety, day, row, answer))
                 i += 1
             if batch:
                 yield from _store_batch(qdb, calendar, batch, steps, histories, open_no_data, now_, max_retries)
+                stored_any = True
     finally:
         if fetcher is not None:
             fetcher.stop()

@@ -67,12 +67,20 @@ def overlapping(runs: list[dict]) -> list[tuple[str, str]]:
             if a[0] == b[0] and a[1] < b[2] and b[1] < a[2]]
 
 
+def three_logins(settings: str) -> str:
+    """The project's dagster.yaml with room for three TqSdk runs: the login limit (2) must not be what keeps
+    the second SHFE.cu run waiting, or the variety limit would go untested."""
+    old = 'value: "tqsdk"\n        limit: 2'
+    assert old in settings
+    return settings.replace(old, 'value: "tqsdk"\n        limit: 3')
+
+
 def test_ui_backfills_of_two_varieties_run_in_parallel_one_run_per_variety(
     tmp_path: Path, questdb_settings: QuestDBSettings, tq_sim: TqSimServer
 ) -> None:
     days = tq_sim.market.trading_days()
     first_days, more_days = days[:4], days[4:7]
-    with dagster_dev(tmp_path, questdb_settings, tq_sim) as ui:
+    with dagster_dev(tmp_path, questdb_settings, tq_sim, instance_yaml=three_logins) as ui:
         # trading_days and the schedules in-process, into the same instance: not what is under test here.
         with dg.DagsterInstance.from_config(str(ui.home)) as instance:
             Chain(tq_sim, instance, resources(questdb_resource(questdb_settings), tq_sim.market), ("SHFE.cu", "DCE.m")).prepare()
