@@ -100,20 +100,17 @@ class DownloadProcess:
 
     def next(self, block: bool, wait_s: float = 0.0) -> pl.DataFrame | DownloadFailed | None:
         """The next day's answer; None (with block=False) when it has not arrived within `wait_s` seconds."""
-        deadline = time.monotonic() + wait_s
+        deadline = None if block else time.monotonic() + wait_s
         while True:
             self._relay_logs()
-            left = deadline - time.monotonic()
+            timeout = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
             try:
-                if block or left > 0:
-                    item = self._queue.get(timeout=_POLL_S if block else min(_POLL_S, left))
-                else:
-                    item = self._queue.get_nowait()
+                item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
             except queue.Empty:
                 if not self._process.is_alive() and self._queue.empty():
                     raise DownloadProcessError(f"the download process ended (exit code {self._process.exitcode}) "
                                                f"after {self._done} of {len(self.jobs)} days") from None
-                if not block and deadline - time.monotonic() <= 0:
+                if deadline is not None and time.monotonic() >= deadline:
                     return None
                 continue
             if item == _END:

@@ -104,8 +104,9 @@ def run_days(
     (futures.download) logs in to TqSdk (`new_client()`, picklable: it is called in that process) and
     downloads the scheduled contracts' days ahead of the store, at most `limits.prefetch_days` ahead; this
     process flags and stores the days that have arrived as one batch (waiting up to `min_batch_wait_s` for
-    `min_batch_days`). Each day is judged by its variety's session history (`histories`). A day before the variety's window is `listed=False`; a day that fails yields an
-    outcome with `error`; a QuestDB failure fails the days of its batch."""
+    `min_batch_days`). Each day is judged by its variety's session history (`histories`). A day before the
+    variety's window is `listed=False`; a day that fails yields an outcome with `error`; a QuestDB failure
+    fails the days of its batch."""
     now_ = now or datetime.now(CST)
     windows = ledger.read_windows(qdb)
     schedules: dict[str, dict[date, ScheduleRow]] = {}
@@ -142,11 +143,10 @@ def run_days(
                 if fetcher is not None:
                     if not batch:
                         answer = fetcher.next(block=True)
-                        batch_started = time.monotonic()
-                    else:
-                        wait = limits.min_batch_wait_s - (time.monotonic() - batch_started)
-                        fill = len(batch) < limits.min_batch_days and stored_any  # the first day is stored at once
-                        answer = fetcher.next(block=False, wait_s=max(0.0, wait) if fill else 0.0)
+                        wait_until = time.monotonic() + limits.min_batch_wait_s
+                    else:  # the first day is stored at once; later batches wait a little for min_batch_days
+                        fill = stored_any and len(batch) < limits.min_batch_days
+                        answer = fetcher.next(block=False, wait_s=max(0.0, wait_until - time.monotonic()) if fill else 0.0)
                     if answer is None:  # not downloaded yet: store what has arrived first
                         break
                 batch.append((variety, day, row, answer))
